@@ -1,0 +1,335 @@
+"""One canonical msgpack encoding per event, the hash chain, and the cattrs converter.
+
+The canonical form is a msgpack map whose keys are sorted, whose nested maps are
+sorted too, with fields equal to their default left out. It is produced once,
+when an event is recorded, and stored byte for byte in every tier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import attrs
+import cattrs
+import msgpack
+
+from ._errors import InvalidEvent
+from ._events import (
+    BASE_FIELDS,
+    EMPTY,
+    JSON,
+    JSON_MAP,
+    SCHEMA_VERSION,
+    Event,
+    UnknownEvent,
+    check_field,
+    event_class,
+)
+
+CHAIN_BYTES = 16
+"""Chain values are SHA-256 truncated to 128 bits: ample against corruption and
+second preimages, and half the bytes per stored event."""
+
+# Base fields travel under one-letter keys; they sort before every field name
+# we ship, and plugin fields may not use them.
+_BASE_KEYS = {"a": "agent", "i": "id", "w": "at"}
+_TYPE_KEY = "t"
+_VERSION_KEY = "v"
+RESERVED_KEYS = frozenset({*_BASE_KEYS, _TYPE_KEY, _VERSION_KEY})
+
+_MISSING = object()
+
+
+class StoredEvent(NamedTuple):
+    """An event as every tier stores it: its encoded bytes, chain value and position.
+
+    ``epoch`` is the call's epoch once this event is applied and ``final`` is true
+    for ``CallEnded``: backends keep the call's metadata from them without
+    decoding anything.
+    """
+
+    seq: int
+    id: str
+    data: bytes
+    chain: bytes
+    epoch: int
+    final: bool
+
+
+class _FieldSpec(NamedTuple):
+    key: str
+    attr: str
+    kind: str
+    default: Any  # _MISSING when the field is mandatory
+
+
+class _ClassSpec(NamedTuple):
+    type_name: str
+    fields: tuple[_FieldSpec, ...]  # sorted by key, base fields included
+    payload: tuple[_FieldSpec, ...]  # only the class's own fields
+
+
+_SPECS: dict[type[Event], _ClassSpec] = {}
+
+
+def _spec(cls: type[Event]) -> _ClassSpec:
+    spec = _SPECS.get(cls)
+    if spec is None:
+        fields: list[_FieldSpec] = []
+        payload: list[_FieldSpec] = []
+        by_attr = {v: k for k, v in _BASE_KEYS.items()}
+        for f in attrs.fields(cls):
+            if f.name in ("seq", "chain", "extra"):
+                continue
+            if f.name in by_attr:
+                kind = "str" if f.name == "id" else ("float" if f.name == "at" else "opt_str")
+                fields.append(_FieldSpec(by_attr[f.name], f.name, kind, _MISSING))
+                continue
+            if f.name in RESERVED_KEYS:
+                raise TypeError(f"{cls.__name__}.{f.name}: field name is reserved by the codec")
+            if isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+                default = f.default.factory()  # type: ignore[union-attr]
+            elif f.default is attrs.NOTHING:
+                default = _MISSING
+            else:
+                default = f.default
+            spec_f = _FieldSpec(f.name, f.name, f.metadata["kind"], default)
+            fields.append(spec_f)
+            payload.append(spec_f)
+        fields.sort(key=lambda s: s.key)
+        spec = _ClassSpec(cls.TYPE, tuple(fields), tuple(payload))
+        _SPECS[cls] = spec
+    return spec
+
+
+def canonical(value: Any) -> Any:
+    """Nested maps with sorted keys, tuples as lists: one encoding per value."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def _ext_refused(code: int, data: bytes) -> Any:
+    raise InvalidEvent(f"msgpack extension type {code} is not allowed")
+
+
+_packb = msgpack.Packer(use_bin_type=True, strict_types=False, autoreset=True).pack
+
+
+def packb(obj: Any) -> bytes:
+    return _packb(obj)
+
+
+def unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(
+        data, raw=False, strict_map_key=True, ext_hook=_ext_refused, use_list=True, timestamp=0
+    )
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """The event's fields under their encoded keys, validated, defaults left out."""
+    if isinstance(event, UnknownEvent):
+        out = dict(event.fields)
+        out[_TYPE_KEY] = event.type_name
+        out["i"], out["w"] = event.id, event.at
+        if event.agent is not None:
+            out["a"] = event.agent
+        return {k: out[k] for k in sorted(out)}
+    spec = _spec(type(event))
+    out = {}
+    tn = spec.type_name
+    for key, attr, kind, default in spec.fields:
+        value = getattr(event, attr)
+        if default is not _MISSING and (value is default or value == default) and type(value) is type(default):
+            continue
+        if value is None and kind == "opt_str":
+            continue
+        check_field(tn, attr, kind, value)
+        if kind is JSON or kind is JSON_MAP:
+            value = canonical(value)
+        elif kind == "float" or kind == "opt_float":
+            value = float(value)
+        out[key] = value
+    out[_TYPE_KEY] = tn
+    if event.extra:
+        for k, v in event.extra.items():
+            if k in out or k in RESERVED_KEYS:
+                raise InvalidEvent(f"{tn}: extra field {k!r} collides with a known field")
+            out[k] = canonical(v)
+    return {k: out[k] for k in sorted(out)}
+
+
+def encode_event(event: Event, agent: str | None = None) -> bytes:
+    """The canonical bytes of ``event``; ``agent`` stands in when the event has none."""
+    fields = event_fields(event)
+    if "a" not in fields and agent is not None:
+        fields["a"] = agent
+        fields = {k: fields[k] for k in sorted(fields)}
+    return _packb(fields)
+
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+_MIGRATIONS: dict[int, Migration] = {}
+"""from-version -> function returning the map at from-version + 1. Run after the
+chain is verified, so they never touch what is hashed."""
+
+
+def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None) -> Event:
+    """Decode stored bytes. Unknown types become UnknownEvent; unknown fields go to ``extra``."""
+    try:
+        raw = unpackb(data)
+    except InvalidEvent:
+        raise
+    except Exception as exc:
+        raise InvalidEvent(f"event bytes are not valid msgpack: {exc}") from None
+    return event_from_map(raw, seq=seq, chain=chain)
+
+
+def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = None) -> Event:
+    if not isinstance(raw, dict):
+        raise InvalidEvent(f"an event must be a map, got {type(raw).__name__}")
+    fields = dict(raw)
+    version = fields.get(_VERSION_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidEvent(f"event schema version {version!r} is not a positive integer")
+    if version > SCHEMA_VERSION:
+        raise InvalidEvent(
+            f"event schema version {version} is newer than this voicestate supports ({SCHEMA_VERSION}); upgrade voicestate"
+        )
+    while version < SCHEMA_VERSION:
+        fields = _MIGRATIONS[version](fields)
+        version += 1
+    type_name = fields.pop(_TYPE_KEY, None)
+    if not isinstance(type_name, str) or not type_name:
+        raise InvalidEvent("event has no type name")
+    base: dict[str, Any] = {}
+    for key, attr in _BASE_KEYS.items():
+        if key in fields:
+            base[attr] = fields.pop(key)
+    if not isinstance(base.get("id"), str):
+        raise InvalidEvent(f"{type_name} event has no string id")
+    if not isinstance(base.get("at"), (int, float)) or isinstance(base.get("at"), bool):
+        raise InvalidEvent(f"{type_name} event has no numeric 'at'")
+    if base.get("agent") is not None and not isinstance(base["agent"], str):
+        raise InvalidEvent(f"{type_name}.agent must be a string")
+    cls = event_class(type_name)
+    if cls is None:
+        if _VERSION_KEY in raw:
+            fields[_VERSION_KEY] = raw[_VERSION_KEY]
+        return UnknownEvent(type_name=type_name, fields=fields, seq=seq, chain=chain, **base)
+    kwargs: dict[str, Any] = {}
+    for key, attr, kind, default in _spec(cls).payload:
+        if key in fields:
+            value = fields.pop(key)
+            check_field(type_name, attr, kind, value)
+            kwargs[attr] = value
+        elif default is _MISSING:
+            raise InvalidEvent(f"{type_name} event lacks its field {attr!r}")
+    fields.pop(_VERSION_KEY, None)
+    extra = fields if fields else EMPTY
+    try:
+        return cls(seq=seq, chain=chain, extra=extra, **base, **kwargs)
+    except (TypeError, ValueError) as exc:  # a converter or attrs refused a value
+        raise InvalidEvent(f"{type_name}: {exc}") from None
+
+
+# --- the hash chain -----------------------------------------------------------
+
+
+def genesis(call_id: str) -> bytes:
+    """The chain value before the first event: binds the chain to its call id."""
+    return hashlib.sha256(b"voicestate/1\x00" + call_id.encode()).digest()[:CHAIN_BYTES]
+
+
+def chain_next(previous: bytes, data: bytes) -> bytes:
+    return hashlib.sha256(previous + data).digest()[:CHAIN_BYTES]
+
+
+def verify_chain(previous: bytes, events: list[StoredEvent]) -> int:
+    """Index of the first event whose stored chain value is wrong, or -1 if all hold."""
+    head = previous
+    sha = hashlib.sha256
+    for i, ev in enumerate(events):
+        head = sha(head + ev.data).digest()[:CHAIN_BYTES]
+        if head != ev.chain:
+            return i
+    return -1
+
+
+# --- JSON for humans ----------------------------------------------------------
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A readable dict: ``type`` plus every field by its full name."""
+    out: dict[str, Any] = {"type": event.TYPE if not isinstance(event, UnknownEvent) else event.type_name}
+    if isinstance(event, UnknownEvent):
+        out.update(id=event.id, at=event.at, agent=event.agent, fields=dict(event.fields))
+    else:
+        for f in attrs.fields(type(event)):
+            if f.name in ("chain", "extra"):
+                continue
+            out[f.name] = getattr(event, f.name)
+        if event.extra:
+            out["extra"] = dict(event.extra)
+    if event.chain is not None:
+        out["chain"] = event.chain.hex()
+    return out
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """The inverse of :func:`event_to_dict` (validated like stored bytes)."""
+    data = dict(data)
+    type_name = data.pop("type", None)
+    if not isinstance(type_name, str):
+        raise InvalidEvent("an event dict needs a string 'type'")
+    seq = data.pop("seq", None)
+    chain_hex = data.pop("chain", None)
+    raw: dict[str, Any] = {_TYPE_KEY: type_name}
+    cls = event_class(type_name)
+    if cls is None:
+        raw.update(data.pop("fields", {}) or {})
+    else:
+        raw.update(data.pop("extra", {}) or {})
+    for key, attr in _BASE_KEYS.items():
+        if attr in data:
+            raw[key] = data.pop(attr)
+    if cls is not None:
+        for name in list(data):
+            if name not in BASE_FIELDS:
+                raw[name] = data.pop(name)
+    if data:
+        raise InvalidEvent(f"{type_name}: unknown keys {sorted(data)}")
+    chain = bytes.fromhex(chain_hex) if isinstance(chain_hex, str) else None
+    return event_from_map(raw, seq=seq, chain=chain)
+
+
+def make_converter() -> cattrs.Converter:
+    """The one converter: events (by type), CallState and packets to plain data and back."""
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, Event), event_to_dict)
+    conv.register_structure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, Event), lambda d, _t: event_from_dict(d)
+    )
+    conv.register_unstructure_hook(bytes, lambda b: b.hex())
+    conv.register_structure_hook(bytes, lambda s, _t: bytes.fromhex(s))
+    return conv
+
+
+def dumps_json(value: Any) -> str:
+    """Compact, key-sorted JSON for logs and humans."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,338 @@
+"""Event types: every change to a call is one of these, appended to the call's log."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, TypeVar
+
+import attrs
+
+from ._errors import InvalidEvent
+from ._ids import new_event_id
+
+SCHEMA_VERSION = 1
+"""The event schema this version writes; events of a newer one are refused."""
+
+HandoffKind = Literal["transfer", "escalate", "persona", "return"]
+HANDOFF_KINDS: frozenset[str] = frozenset({"transfer", "escalate", "persona", "return"})
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# Field kinds drive validation and canonical encoding (see _codec).
+STR, OPT_STR, BOOL, FLOAT, OPT_FLOAT, INT, OPT_INT, JSON, JSON_MAP, TURN_REF = (
+    "str",
+    "opt_str",
+    "bool",
+    "float",
+    "opt_float",
+    "int",
+    "opt_int",
+    "json",
+    "json_map",
+    "turn_ref",
+)
+
+
+def _kind(kind: str) -> dict[str, Any]:
+    return {"kind": kind}
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of all events.
+
+    ``id`` is the idempotency key (unique within a call), ``at`` the writer's UTC
+    clock in seconds (informational only), ``agent`` the writer (stamped at
+    record time when ``None``). ``seq`` and ``chain`` are set once stored.
+    ``extra`` holds fields written by a newer version or a plugin, kept intact.
+    """
+
+    TYPE: ClassVar[str] = "Event"
+
+    id: str = attrs.field(factory=new_event_id, metadata=_kind(STR))
+    at: float = attrs.field(factory=time.time, metadata=_kind(FLOAT))
+    agent: str | None = attrs.field(default=None, metadata=_kind(OPT_STR))
+    seq: int | None = attrs.field(default=None, eq=False)
+    chain: bytes | None = attrs.field(default=None, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=EMPTY, repr=False)
+
+
+E = TypeVar("E", bound=type[Event])
+
+_REGISTRY: dict[str, type[Event]] = {}
+BASE_FIELDS = frozenset({"id", "at", "agent", "seq", "chain", "extra"})
+
+
+def register_event_type(cls: E) -> E:
+    """Make an event class known to the codec under ``cls.TYPE``.
+
+    Plugins register further types (namespaced, e.g. ``"acme.Escalated"``). Fields
+    must carry a ``kind`` in their metadata so they can be validated and encoded.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Event)):
+        raise TypeError(f"{cls!r} is not an Event subclass")
+    type_name = cls.__dict__.get("TYPE") or cls.__name__
+    existing = _REGISTRY.get(type_name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"event type {type_name!r} is already registered by {existing!r}")
+    for field in attrs.fields(cls):
+        if field.name not in BASE_FIELDS and "kind" not in field.metadata:
+            raise TypeError(f"field {cls.__name__}.{field.name} needs metadata={{'kind': ...}}")
+    cls.TYPE = type_name
+    _REGISTRY[type_name] = cls
+    return cls
+
+
+def event_class(type_name: str) -> type[Event] | None:
+    return _REGISTRY.get(type_name)
+
+
+def event_types() -> Mapping[str, type[Event]]:
+    return MappingProxyType(_REGISTRY)
+
+
+def _f(kind: str, **kw: Any) -> Any:
+    return attrs.field(metadata=_kind(kind), **kw)
+
+
+@register_event_type
+@attrs.frozen
+class CallStarted(Event):
+    """The call exists: channel, caller, SIP/WebRTC ids, language (``meta``), and its tenant."""
+
+    TYPE: ClassVar[str] = "CallStarted"
+    meta: Mapping[str, Any] = _f(JSON_MAP, factory=dict)
+    tenant: str | None = _f(OPT_STR, default=None)
+
+
+@register_event_type
+@attrs.frozen
+class UserSpoke(Event):
+    """A caller utterance (final transcripts; interim ones are not stored by default)."""
+
+    TYPE: ClassVar[str] = "UserSpoke"
+    text: str = _f(STR)
+    final: bool = _f(BOOL, default=True)
+    confidence: float | None = _f(OPT_FLOAT, default=None)
+    language: str | None = _f(OPT_STR, default=None)
+
+
+@register_event_type
+@attrs.frozen
+class AgentSpoke(Event):
+    """What the agent generated for one turn."""
+
+    TYPE: ClassVar[str] = "AgentSpoke"
+    text: str = _f(STR)
+
+
+def _turn_ref(value: object) -> object:
+    # Accept the AgentSpoke itself: store its id, which is stable across tiers.
+    if isinstance(value, Event):
+        return value.id
+    return value
+
+
+@register_event_type
+@attrs.frozen
+class Interrupted(Event):
+    """Barge-in: agent turn ``turn`` (seq, event id, the AgentSpoke, or None for the latest) was cut.
+
+    ``heard`` is the prefix the caller actually heard; ``heard_ms`` the playout
+    offset from the start of that turn's audio.
+    """
+
+    TYPE: ClassVar[str] = "Interrupted"
+    turn: int | str | None = _f(TURN_REF, default=None, converter=_turn_ref)
+    heard: str = _f(STR, default="")
+    heard_ms: int | None = _f(OPT_INT, default=None)
+
+
+@register_event_type
+@attrs.frozen
+class ToolCalled(Event):
+    """A tool call started; it is pending until a result or cancellation arrives."""
+
+    TYPE: ClassVar[str] = "ToolCalled"
+    call_id: str = _f(STR)
+    name: str = _f(STR)
+    arguments: Mapping[str, Any] = _f(JSON_MAP, factory=dict)
+
+
+@register_event_type
+@attrs.frozen
+class ToolReturned(Event):
+    """A tool call finished with ``result`` or failed with ``error``; the first result wins."""
+
+    TYPE: ClassVar[str] = "ToolReturned"
+    call_id: str = _f(STR)
+    result: Any = _f(JSON, default=None)
+    error: str | None = _f(OPT_STR, default=None)
+
+
+@register_event_type
+@attrs.frozen
+class ToolCancelled(Event):
+    """A pending tool call was abandoned."""
+
+    TYPE: ClassVar[str] = "ToolCancelled"
+    call_id: str = _f(STR)
+    reason: str | None = _f(OPT_STR, default=None)
+
+
+@register_event_type
+@attrs.frozen
+class SlotsSet(Event):
+    """Structured facts, merged key by key; a ``None`` value deletes the key.
+
+    ``scope`` is ``"call"`` (every agent sees it) or ``"agent:<name>"`` (private).
+    """
+
+    TYPE: ClassVar[str] = "SlotsSet"
+    values: Mapping[str, Any] = _f(JSON_MAP)
+    scope: str = _f(STR, default="call")
+
+
+@register_event_type
+@attrs.frozen
+class Note(Event):
+    """Free text for humans (e.g. a supervisor's remark)."""
+
+    TYPE: ClassVar[str] = "Note"
+    text: str = _f(STR)
+
+
+@register_event_type
+@attrs.frozen
+class HandedOff(Event):
+    """A handoff is offered and pending until redeemed, cancelled, replaced or expired."""
+
+    TYPE: ClassVar[str] = "HandedOff"
+    to_agent: str = _f(STR)
+    kind: str = _f(STR, default="transfer")
+    reason: str | None = _f(OPT_STR, default=None)
+    summary: str | None = _f(OPT_STR, default=None)
+    packet_id: str = _f(STR, default="")
+    expires_at: float = _f(FLOAT, default=0.0)
+
+
+@register_event_type
+@attrs.frozen
+class HandoffCancelled(Event):
+    """The pending handoff is withdrawn."""
+
+    TYPE: ClassVar[str] = "HandoffCancelled"
+    packet_id: str = _f(STR)
+
+
+@register_event_type
+@attrs.frozen
+class OwnerChanged(Event):
+    """Ownership moved: a packet was redeemed (``packet_id``) or a worker took over (``None``)."""
+
+    TYPE: ClassVar[str] = "OwnerChanged"
+    owner: str = _f(STR)
+    epoch: int = _f(INT)
+    packet_id: str | None = _f(OPT_STR, default=None)
+
+
+@register_event_type
+@attrs.frozen
+class CallEnded(Event):
+    """The call is over; nobody owns it any more."""
+
+    TYPE: ClassVar[str] = "CallEnded"
+    reason: str | None = _f(OPT_STR, default=None)
+
+
+@attrs.frozen
+class UnknownEvent(Event):
+    """An event of a type this reader does not know: kept intact, bytes and all."""
+
+    TYPE: ClassVar[str] = "?"
+    type_name: str = attrs.field(default="")
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+NON_OWNER_TYPES: tuple[type[Event], ...] = (Note, ToolReturned, ToolCancelled, CallEnded)
+"""Events anyone may append with ``store.append`` (no ownership needed)."""
+
+RESERVED_TYPES: tuple[type[Event], ...] = (CallStarted, OwnerChanged, HandedOff, HandoffCancelled)
+"""Events only the store and session write themselves (via open, handoff, resume)."""
+
+
+# --- validation -------------------------------------------------------------
+
+
+def _check_json(value: Any, path: str, depth: int = 0) -> None:
+    if depth > 64:
+        raise InvalidEvent(f"{path}: nested deeper than 64 levels")
+    if value is None or isinstance(value, (str, bool)):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise InvalidEvent(f"{path}: integer {value} does not fit 64 bits")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(f"{path}: {value} is not a finite number")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidEvent(f"{path}: key {k!r} is not a string")
+            _check_json(v, f"{path}.{k}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_json(v, f"{path}[{i}]", depth + 1)
+        return
+    raise InvalidEvent(f"{path}: {type(value).__name__} is not JSON-compatible (use str, number, bool, None, list, dict)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    STR: lambda v: isinstance(v, str),
+    OPT_STR: lambda v: v is None or isinstance(v, str),
+    BOOL: lambda v: isinstance(v, bool),
+    FLOAT: lambda v: (isinstance(v, float) and math.isfinite(v)) or _is_int(v),
+    OPT_FLOAT: lambda v: v is None or (isinstance(v, float) and math.isfinite(v)) or _is_int(v),
+    INT: _is_int,
+    OPT_INT: lambda v: v is None or _is_int(v),
+    TURN_REF: lambda v: v is None or _is_int(v) or isinstance(v, str),
+}
+
+_EXPECTED = {
+    STR: "a string",
+    OPT_STR: "a string or None",
+    BOOL: "a bool",
+    FLOAT: "a finite number",
+    OPT_FLOAT: "a finite number or None",
+    INT: "an integer",
+    OPT_INT: "an integer or None",
+    TURN_REF: "a seq, an event id, an AgentSpoke or None",
+    JSON_MAP: "a dict with string keys",
+}
+
+
+def check_field(type_name: str, name: str, kind: str, value: Any) -> None:
+    """Raise InvalidEvent unless ``value`` fits the field's kind."""
+    if kind == JSON:
+        _check_json(value, f"{type_name}.{name}")
+        return
+    if kind == JSON_MAP:
+        if not isinstance(value, Mapping):
+            raise InvalidEvent(f"{type_name}.{name} must be {_EXPECTED[kind]}, got {type(value).__name__}")
+        _check_json(value, f"{type_name}.{name}")
+        return
+    check = _CHECKS.get(kind)
+    if check is None:
+        raise InvalidEvent(f"{type_name}.{name}: unknown field kind {kind!r}")
+    if not check(value):
+        raise InvalidEvent(f"{type_name}.{name} must be {_EXPECTED[kind]}, got {type(value).__name__} {value!r:.60}")

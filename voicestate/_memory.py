@@ -1,0 +1,144 @@
+"""``memory://[name]``: the in-process backend. Named instances are shared within a process."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+
+from ._backend import OK, AppendResult, Capabilities, CallMeta
+from ._codec import StoredEvent
+
+
+class _Call:
+    __slots__ = ("ended", "events", "ids")
+
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []  # index = seq - 1
+        self.ids: dict[str, int] = {}
+        self.ended = False
+
+
+class MemoryBackend:
+    """Calls in a dict. Its sync methods run inline: no event loop, no thread hop."""
+
+    capabilities = Capabilities(shared_across_processes=False, threads=True)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.url = f"memory://{name}"
+        self._calls: dict[str, _Call] = {}
+        self._lock = threading.Lock()
+
+    def get_meta(self, call_id: str) -> CallMeta | None:
+        call = self._calls.get(call_id)
+        if call is None or not call.events:
+            return None
+        last = call.events[-1]
+        return CallMeta(last.seq, last.epoch, last.chain, call.ended)
+
+    def append(
+        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+    ) -> AppendResult:
+        with self._lock:
+            call = self._calls.get(call_id)
+            if call is None:
+                if expected_seq != 0:
+                    return AppendResult("conflict", None)
+                call = self._calls[call_id] = _Call()
+            ids = call.ids
+            dups = {e.id: ids[e.id] for e in events if e.id in ids}
+            if dups:
+                return AppendResult("duplicate", None, dups)
+            stored = call.events
+            n = len(stored)
+            if n != expected_seq or (
+                expected_epoch is not None and n and (call.ended or stored[-1].epoch != expected_epoch)
+            ):
+                return AppendResult("conflict", self.get_meta(call_id))
+            for e in events:
+                stored.append(e)
+                ids[e.id] = e.seq
+                if e.final:
+                    call.ended = True
+            return OK
+
+    def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        return call.events[from_seq - 1 : to_seq]
+
+    def write_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
+        with self._lock:
+            call = self._calls.get(call_id)
+            if call is None:
+                call = self._calls[call_id] = _Call()
+            stored = call.events
+            for e in events:
+                hw = len(stored)
+                if e.seq <= hw:
+                    continue
+                if e.seq != hw + 1:
+                    break
+                stored.append(e)
+                call.ids[e.id] = e.seq
+                if e.final:
+                    call.ended = True
+            if not stored:
+                del self._calls[call_id]
+            return len(stored)
+
+    def high_water(self, call_id: str) -> int:
+        call = self._calls.get(call_id)
+        return 0 if call is None else len(call.events)
+
+    def delete(self, call_id: str) -> bool:
+        with self._lock:
+            return self._calls.pop(call_id, None) is not None
+
+    def close(self) -> None:
+        pass
+
+    # Async twins: the work is in memory, so they run inline too.
+    async def aget_meta(self, call_id: str) -> CallMeta | None:
+        return self.get_meta(call_id)
+
+    async def aappend(
+        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+    ) -> AppendResult:
+        return self.append(call_id, events, expected_seq, expected_epoch)
+
+    async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
+        return self.load(call_id, from_seq, to_seq)
+
+    async def awrite_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
+        return self.write_at(call_id, events)
+
+    async def ahigh_water(self, call_id: str) -> int:
+        return self.high_water(call_id)
+
+    async def adelete(self, call_id: str) -> bool:
+        return self.delete(call_id)
+
+    async def aclose(self) -> None:
+        pass
+
+
+_named: weakref.WeakValueDictionary[str, MemoryBackend] = weakref.WeakValueDictionary()
+_named_lock = threading.Lock()
+
+
+def memory_backend(name: str = "") -> MemoryBackend:
+    """A private instance for ``memory://``; the shared named one for ``memory://name``.
+
+    A named instance lives while some store uses it.
+    """
+    if not name:
+        return MemoryBackend()
+    with _named_lock:
+        backend = _named.get(name)
+        if backend is None:
+            backend = MemoryBackend(name)
+            _named[name] = backend
+        return backend

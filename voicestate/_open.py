@@ -1,0 +1,130 @@
+"""``open_store``: store URLs to tiers, options to a Store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ._backend import Backend
+from ._errors import ConfigError, UnknownBackend
+from ._keys import ENV_VAR, KeyRing, ephemeral_keys, parse_keys
+from ._memory import memory_backend
+from ._sqlite import SQLiteBackend
+from ._store import Store
+from ._tiers import Tier, Tiers
+
+STORE_ENV_VAR = "VOICESTATE_STORE"
+
+BackendFactory = Callable[[str, Mapping[str, str]], Backend]
+"""(url without the write= parameter, remaining query parameters) -> backend."""
+
+
+def _memory(url: str, params: Mapping[str, str]) -> Backend:
+    _no_params("memory", params)
+    parts = urlsplit(url)
+    return memory_backend(unquote(parts.netloc + parts.path.lstrip("/")))
+
+
+def _sqlite(url: str, params: Mapping[str, str]) -> Backend:
+    params = dict(params)
+    try:
+        timeout = float(params.pop("timeout", "30"))
+    except ValueError:
+        raise ConfigError(f"{url}: timeout= must be a number of seconds") from None
+    _no_params("sqlite", params)
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ConfigError(
+            f"{url}: sqlite URLs have three slashes (sqlite:///relative.db) or four (sqlite:////abs/path.db)"
+        )
+    return SQLiteBackend(unquote(parts.path[1:]), timeout=timeout)
+
+
+def _no_params(scheme: str, params: Mapping[str, str]) -> None:
+    if params:
+        raise ConfigError(f"{scheme}:// does not take the parameter(s) {sorted(params)}")
+
+
+BACKENDS: dict[str, BackendFactory] = {"memory": _memory, "sqlite": _sqlite}
+_HINTS = {
+    "redis": "pip install voicestate-redis",
+    "rediss": "pip install voicestate-redis",
+    "dynamodb": "pip install voicestate-dynamodb",
+}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Make ``scheme://`` URLs open ``factory``'s backend."""
+    BACKENDS[scheme] = factory
+
+
+def open_tier(url: str) -> Tier:
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"{url!r} is not a store URL (e.g. memory://, sqlite:///calls.db, redis://host:6379/0)")
+    scheme = url.split("://", 1)[0].lower()
+    factory = BACKENDS.get(scheme)
+    if factory is None:
+        hint = _HINTS.get(scheme)
+        known = ", ".join(f"{s}://" for s in sorted(BACKENDS))
+        raise UnknownBackend(
+            f"no backend for {scheme}:// ({hint} to add it)" if hint else f"no backend for {scheme}://; known: {known}"
+        )
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    write = params.pop("write", "through")
+    if write not in ("through", "behind"):
+        raise ConfigError(f"{url}: write= must be 'through' or 'behind', not {write!r}")
+    base = parts._replace(query="").geturl()
+    return Tier(factory(base, params), write)  # type: ignore[arg-type]
+
+
+def open_store(
+    *urls: str,
+    signing_keys: str | Mapping[str, str | bytes] | KeyRing | None = None,
+    tenant: str | None = None,
+    packet_ttl: float = 120.0,
+    skew: float = 5.0,
+    behind_queue: int = 10_000,
+    barrier_timeout: float = 30.0,
+    retries: int = 64,
+) -> Store:
+    """Open a store over one backend or an ordered list of tiers, hottest first.
+
+    With no URL, ``VOICESTATE_STORE`` (space-separated URLs) is read, else the
+    embedded in-process default ``memory://``. Keys come from ``signing_keys``,
+    else ``VOICESTATE_SIGNING_KEYS``, else a random per-process key (with a warning).
+    """
+    if not urls:
+        env = os.environ.get(STORE_ENV_VAR, "").split()
+        urls = tuple(env) or ("memory://",)
+    if signing_keys is None:
+        env_keys = os.environ.get(ENV_VAR)
+        keys = parse_keys(env_keys) if env_keys else ephemeral_keys()
+    else:
+        keys = parse_keys(signing_keys)
+    if not packet_ttl > 0:
+        raise ConfigError(f"packet_ttl must be positive seconds, got {packet_ttl!r}")
+    if behind_queue < 1:
+        raise ConfigError(f"behind_queue must be at least 1, got {behind_queue!r}")
+    tiers: list[Tier] = []
+    try:
+        for url in urls:
+            tiers.append(open_tier(url))
+        stack = Tiers(tiers, behind_queue=behind_queue)
+    except BaseException:
+        for t in tiers:
+            t.backend.close()
+        raise
+    return Store(
+        stack,
+        keys=keys,
+        tenant=tenant,
+        packet_ttl=packet_ttl,
+        skew=skew,
+        retries=retries,
+        barrier_timeout=barrier_timeout,
+    )
+
+

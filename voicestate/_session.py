@@ -1,0 +1,543 @@
+"""Session: one agent's handle on a call it owns (or is about to own)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._codec import StoredEvent, chain_next, decode_event, encode_event, genesis
+from ._context import ContextPolicy
+from ._errors import CallNotFound, FencedError, OwnershipError, SeqConflict, VoiceStateError
+from ._events import (
+    HANDOFF_KINDS,
+    RESERVED_TYPES,
+    AgentSpoke,
+    CallEnded,
+    Event,
+    HandedOff,
+    HandoffCancelled,
+    Interrupted,
+    OwnerChanged,
+    SlotsSet,
+    ToolCalled,
+    ToolCancelled,
+    ToolReturned,
+)
+from ._backend import AppendResult, CallMeta
+from ._errors import InvalidEvent
+from ._ids import new_packet_id
+from ._io import Flow, arun, run
+from ._packet import HandoffPacket
+from ._state import CallState, Folder
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+
+class Session:
+    """An agent's view of one call. Owner writes go through ``record``/``arecord``.
+
+    ``state`` is an immutable snapshot, refreshed as events are folded in;
+    ``temp`` is a plain dict for scratch values that are never persisted.
+    """
+
+    def __init__(self, store: Store, call_id: str, agent: str) -> None:
+        self.store = store
+        self.call_id = call_id
+        self.agent = agent
+        self.epoch = 0
+        self.temp: dict[str, Any] = {}
+        self._folder = Folder(call_id, genesis(call_id))
+        self._log: list[StoredEvent] = []  # confirmed: durable in every through tier
+        # record_nowait: events staged and folded at once, durable later, in order
+        self._queue: list[tuple[Event, bytes]] = []
+        self._staged: list[StoredEvent] = []
+        self._mark: CallState | None = None  # state before the first queued event
+        self._error: BaseException | None = None
+        self._busy = False
+        self._alock: asyncio.Lock | None = None
+        self._drainer: asyncio.Task[None] | None = None
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def state(self) -> CallState:
+        """The call as this session knows it (queued ``record_nowait`` events included)."""
+        return self._folder.snapshot()
+
+    @property
+    def seq(self) -> int:
+        return self._folder.seq
+
+    @property
+    def owner(self) -> bool:
+        """Whether this session still owns the call, as far as it knows."""
+        return self._folder.owner == self.agent and self._folder.epoch == self.epoch
+
+    def context(self, fmt: str = "openai", policy: ContextPolicy | None = None) -> Any:
+        """The call rendered as ``fmt`` messages (e.g. ``"openai"``)."""
+        return self.state.context(fmt, policy)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.call_id!r} agent={self.agent!r} epoch={self.epoch} seq={self.seq}>"
+
+    # -- internals: folding --------------------------------------------------------
+
+    def _adopt(self, log: Sequence[StoredEvent]) -> None:
+        folder = self._folder
+        for se in log:
+            ev = decode_event(se.data, se.seq, se.chain)
+            folder.apply(ev, se.seq, se.chain, ev.agent)
+        self._log.extend(log)
+
+    def _catch_up(self, meta: CallMeta) -> Flow[None]:
+        """Fold in events others appended after our confirmed seq (rolling back queued ones)."""
+        if self._queue:
+            assert self._mark is not None
+            self._folder.rollback(self._mark)
+        base = self._log[-1] if self._log else None
+        if meta.seq > len(self._log):
+            foreign = yield from self.store.tiers.load(
+                self.call_id, meta, len(self._log) + 1, base.chain if base else genesis(self.call_id)
+            )
+            self._adopt(foreign)
+        if self._queue:
+            self._mark = self._folder.snapshot()
+            self._stage_queue()
+
+    def _stage(self, items: Iterable[tuple[Event, bytes]], seq: int, head: bytes) -> list[StoredEvent]:
+        out = []
+        epoch = self.epoch
+        for ev, data in items:
+            seq += 1
+            head = chain_next(head, data)
+            t = type(ev)
+            out.append(StoredEvent(seq, ev.id, data, head, ev.epoch if t is OwnerChanged else epoch, t is CallEnded))  # type: ignore[attr-defined]
+        return out
+
+    def _stage_queue(self) -> None:
+        folder = self._folder
+        self._staged = self._stage(self._queue, folder.seq, folder.chain)
+        agent = self.agent
+        for (ev, _), se in zip(self._queue, self._staged, strict=True):
+            folder.apply(ev, se.seq, se.chain, ev.agent or agent)
+
+    def _confirm(self, events: Sequence[Event], stored: list[StoredEvent]) -> None:
+        folder = self._folder
+        agent = self.agent
+        for ev, se in zip(events, stored, strict=True):
+            folder.apply(ev, se.seq, se.chain, ev.agent or agent)
+        self._log.extend(stored)
+
+    # -- internals: validation --------------------------------------------------------
+
+    def _prepare(self, events: Sequence[Event], *, internal: bool = False) -> list[tuple[Event, bytes]]:
+        if not events:
+            raise InvalidEvent("record() needs at least one event")
+        folder = self._folder
+        seen: set[str] = set()
+        batch_turns: set[str] = set()
+        batch_tools: set[str] = set()
+        out = []
+        redact = self.store._redact
+        for ev in events:
+            if not isinstance(ev, Event):
+                raise InvalidEvent(f"record() takes events (vs.UserSpoke(...), ...), not {type(ev).__name__}")
+            if not internal and isinstance(ev, RESERVED_TYPES):
+                raise InvalidEvent(
+                    f"{type(ev).__name__} is written by the store: use open(), handoff(), cancel_handoff() or resume()"
+                )
+            if ev.id in seen:
+                raise InvalidEvent(f"event id {ev.id!r} appears twice in one record() call")
+            seen.add(ev.id)
+            if redact is not None:
+                ev = redact(ev)
+            t = type(ev)
+            if t is AgentSpoke:
+                batch_turns.add(ev.id)
+            elif t is Interrupted:
+                ref = ev.turn  # type: ignore[attr-defined]
+                if folder.agent_turn(ref) is None and not (
+                    (ref is None and batch_turns) or (isinstance(ref, str) and ref in batch_turns)
+                ):
+                    raise InvalidEvent(
+                        f"Interrupted(turn={ref!r}) names no agent turn of this call; "
+                        "pass the seq that record(AgentSpoke(...)) returned, or the AgentSpoke itself"
+                    )
+            elif t is ToolCalled:
+                cid = ev.call_id  # type: ignore[attr-defined]
+                if folder.tool(cid) is not None or cid in batch_tools:
+                    raise InvalidEvent(f"tool call id {cid!r} is already used in this call")
+                batch_tools.add(cid)
+            elif t is ToolReturned or t is ToolCancelled:
+                cid = ev.call_id  # type: ignore[attr-defined]
+                if folder.tool(cid) is None and cid not in batch_tools:
+                    raise InvalidEvent(f"no tool call {cid!r} in this call: record ToolCalled({cid!r}, ...) first")
+            elif t is SlotsSet:
+                scope = ev.scope  # type: ignore[attr-defined]
+                if scope != "call" and not (scope.startswith("agent:") and len(scope) > 6):
+                    raise InvalidEvent(f"SlotsSet scope {scope!r}: use 'call' or 'agent:<name>'")
+            out.append((ev, encode_event(ev, self.agent)))
+        return out
+
+    # -- internals: the write flows -------------------------------------------------
+
+    def _fenced(self, meta: CallMeta) -> FencedError:
+        if meta.ended:
+            return FencedError(f"call {self.call_id!r} has ended; nothing more can be recorded as its owner")
+        owner = self._folder.owner
+        return FencedError(
+            f"{self.agent!r} no longer owns call {self.call_id!r} (epoch {self.epoch}; it is now "
+            f"{meta.epoch}, owner {owner!r}); this write was not stored"
+        )
+
+    def _write(self, items: list[tuple[Event, bytes]]) -> Flow[int]:
+        """Append ``items`` as the owner; fold them once the deciding tier accepted them."""
+        if self._queue:  # behind queued record_nowait events: keep the order
+            return (yield from self._enqueue_and_flush(items))
+        retries = self.store.retries
+        last_id = items[-1][0].id
+        for _ in range(retries):
+            folder = self._folder
+            stored = self._stage(items, folder.seq, folder.chain)
+            res: AppendResult = yield from self.store.tiers.append(self.call_id, stored, folder.seq, self.epoch)
+            if res.status == "ok":
+                self._confirm([ev for ev, _ in items], stored)
+                return stored[-1].seq
+            if res.status == "duplicate":
+                items = [it for it in items if it[0].id not in res.duplicates]
+                if not items:
+                    meta = yield from self.store.tiers.meta(self.call_id)
+                    if meta is not None and meta.seq > folder.seq:
+                        yield from self._catch_up(meta)
+                    return res.duplicates[last_id] if last_id in res.duplicates else max(res.duplicates.values())
+                continue
+            meta = res.meta
+            if meta is None:
+                raise CallNotFound(f"call {self.call_id!r} was deleted")
+            yield from self._catch_up(meta)
+            if meta.epoch != self.epoch or meta.ended:
+                raise self._fenced(meta)
+        raise SeqConflict(
+            f"call {self.call_id!r}: gave up after {retries} conflicting writes", expected=self._folder.seq, actual=-1
+        )
+
+    def _enqueue(self, items: list[tuple[Event, bytes]]) -> None:
+        if not self._queue:
+            self._mark = self._folder.snapshot()
+        start = len(self._queue)
+        self._queue.extend(items)
+        tail = self._staged[-1] if self._staged else None
+        seq, head = (tail.seq, tail.chain) if tail else (self._folder.seq, self._folder.chain)
+        new = self._stage(items, seq, head)
+        self._staged.extend(new)
+        agent = self.agent
+        for (ev, _), se in zip(self._queue[start:], new, strict=True):
+            self._folder.apply(ev, se.seq, se.chain, ev.agent or agent)
+
+    def _enqueue_and_flush(self, items: list[tuple[Event, bytes]]) -> Flow[int]:
+        self._enqueue(items)
+        target = items[-1][0].id
+        seq = yield from self._flush_queue(target)
+        return seq
+
+    def _flush_queue(self, target: str | None = None) -> Flow[int]:
+        """Make every queued event durable, in order. Returns the stored seq of ``target``."""
+        found = 0
+        for _ in range(self.store.retries):
+            if not self._queue:
+                return found
+            stored = self._staged
+            events = [ev for ev, _ in self._queue]
+            res = yield from self.store.tiers.append(self.call_id, stored, stored[0].seq - 1, self.epoch)
+            if res.status == "ok":
+                for ev, se in zip(events, stored, strict=True):
+                    if ev.id == target:
+                        found = se.seq
+                self._log.extend(stored)
+                self._queue, self._staged, self._mark = [], [], None
+                self._error = None
+                return found
+            if res.status == "duplicate":
+                if target in res.duplicates:
+                    found = res.duplicates[target]
+                self._queue = [it for it in self._queue if it[0].id not in res.duplicates]
+                meta = yield from self.store.tiers.meta(self.call_id)
+                if meta is None:
+                    raise CallNotFound(f"call {self.call_id!r} was deleted")
+                yield from self._catch_up(meta)
+                if not self._queue:
+                    self._mark = None
+                continue
+            meta = res.meta
+            if meta is None:
+                raise CallNotFound(f"call {self.call_id!r} was deleted")
+            yield from self._catch_up(meta)
+            if meta.epoch != self.epoch or meta.ended:
+                raise self._fenced(meta)
+        raise SeqConflict(
+            f"call {self.call_id!r}: gave up after {self.store.retries} conflicting writes",
+            expected=self._folder.seq,
+            actual=-1,
+        )
+
+    def _sync_guard(self) -> None:
+        if self._busy or (self._drainer is not None and not self._drainer.done()):
+            raise VoiceStateError(
+                "an async write of this session is in flight; await arecord()/aflush() instead of the sync twin"
+            )
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        self._sync_guard()
+        self._busy = True
+        try:
+            return run(flow)
+        finally:
+            self._busy = False
+
+    async def _arun(self, flow_factory: Any) -> Any:
+        if self._alock is None:
+            self._alock = asyncio.Lock()
+        async with self._alock:
+            self._busy = True
+            try:
+                return await arun(flow_factory())
+            finally:
+                self._busy = False
+
+    def _surface(self) -> None:
+        # A background failure is reported once, at the next write or barrier.
+        err, self._error = self._error, None
+        if err is not None:
+            raise err
+
+    # -- public writes ----------------------------------------------------------
+
+    def record(self, *events: Event) -> int:
+        """Append events as the owner; returns the stored seq of the last one once acknowledged."""
+        items = self._prepare(events)
+        self._surface_sync()
+        return self._run(self._write(items))  # type: ignore[no-any-return]
+
+    async def arecord(self, *events: Event) -> int:
+        """Async twin of :meth:`record`; never blocks the event loop."""
+        items = self._prepare(events)
+        await self._await_drainer()
+        return await self._arun(lambda: self._write(items))  # type: ignore[no-any-return]
+
+    def _surface_sync(self) -> None:
+        if self._queue and self._error is None:
+            return
+        self._surface()
+
+    async def _await_drainer(self) -> None:
+        task = self._drainer
+        if task is not None and not task.done():
+            await asyncio.wait([task])
+        if self._error is not None:
+            self._surface()
+
+    def record_nowait(self, *events: Event) -> str:
+        """Apply events locally at once and make them durable in order in the background.
+
+        Returns the last event's id (its seq is not known yet). A failure
+        surfaces at the next ``arecord``, ``aflush`` or handoff, and the events
+        stay queued. Outside a running event loop this records synchronously.
+        """
+        items = self._prepare(events)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._run(self._write(items))
+            return items[-1][0].id
+        self._enqueue(items)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return items[-1][0].id
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let the caller queue a burst first: one append for all
+        try:
+            await self._arun(self._flush_queue)
+        except Exception as exc:  # surfaced at the next arecord/aflush/handoff
+            self._error = exc
+
+    def refresh(self) -> CallState:
+        """Fold in what others appended (notes, tool results, a new owner) and return the state."""
+        self._sync_guard()
+        return self._run(self._refresh())  # type: ignore[no-any-return]
+
+    async def arefresh(self) -> CallState:
+        await self._await_drainer()
+        return await self._arun(self._refresh)  # type: ignore[no-any-return]
+
+    def _refresh(self) -> Flow[CallState]:
+        meta = yield from self.store.tiers.meta(self.call_id)
+        if meta is None:
+            raise CallNotFound(f"call {self.call_id!r} no longer exists")
+        if meta.seq > len(self._log):
+            yield from self._catch_up(meta)
+        return self._folder.snapshot()
+
+    def flush(self, all_tiers: bool = False) -> None:
+        """Return once every through tier (``all_tiers``: every tier) holds the log."""
+        self._surface_sync()
+        self._run(self._flush(all_tiers))
+
+    async def aflush(self, all_tiers: bool = False) -> None:
+        await self._await_drainer()
+        await self._arun(lambda: self._flush(all_tiers))
+
+    def _flush(self, all_tiers: bool) -> Flow[None]:
+        if self._queue:
+            yield from self._flush_queue()
+        yield from self.store.tiers.barrier(self.call_id, all_tiers, self.store.barrier_timeout)
+
+    def handoff(
+        self,
+        to: str,
+        reason: str | None = None,
+        kind: str = "transfer",
+        summary: str | None = None,
+        *,
+        ttl: float | None = None,
+        inline: bool = False,
+    ) -> HandoffPacket:
+        """Offer the call to ``to``: appends ``HandedOff`` and returns the signed packet.
+
+        This session keeps ownership (and keeps recording) until the target
+        redeems the packet; an expired, cancelled or replaced packet leaves it in
+        charge. ``inline=True`` carries the log in the packet, reusing the stored bytes.
+        """
+        self._surface_sync()
+        ev = self._handoff_event(to, reason, kind, summary, ttl)
+        return self._run(self._handoff(ev, inline))  # type: ignore[no-any-return]
+
+    async def ahandoff(
+        self,
+        to: str,
+        reason: str | None = None,
+        kind: str = "transfer",
+        summary: str | None = None,
+        *,
+        ttl: float | None = None,
+        inline: bool = False,
+    ) -> HandoffPacket:
+        await self._await_drainer()
+        ev = self._handoff_event(to, reason, kind, summary, ttl)
+        return await self._arun(lambda: self._handoff(ev, inline))  # type: ignore[no-any-return]
+
+    def _handoff_event(self, to: str, reason: str | None, kind: str, summary: str | None, ttl: float | None) -> HandedOff:
+        from ._store import check_name
+
+        check_name(to, "handoff target")
+        if kind not in HANDOFF_KINDS:
+            raise InvalidEvent(f"handoff kind {kind!r}: use one of {sorted(HANDOFF_KINDS)}")
+        ttl = self.store.packet_ttl if ttl is None else ttl
+        if not ttl > 0:
+            raise InvalidEvent(f"handoff ttl must be positive seconds, got {ttl!r}")
+        now = time.time()
+        return HandedOff(
+            to_agent=to,
+            kind=kind,
+            reason=reason,
+            summary=summary,
+            packet_id=new_packet_id(),
+            expires_at=now + ttl,
+            at=now,
+            agent=self.agent,
+        )
+
+    def _handoff(self, ev: HandedOff, inline: bool) -> Flow[HandoffPacket]:
+        if self._queue:
+            yield from self._flush_queue()
+        if not self.owner:
+            raise FencedError(f"{self.agent!r} does not own call {self.call_id!r}; only the owner can hand it off")
+        items = self._prepare([ev], internal=True)
+        seq = yield from self._write(items)
+        yield from self.store.tiers.barrier(self.call_id, False, self.store.barrier_timeout)
+        stored = self._log[seq - 1]
+        state = self._folder.snapshot()
+        packet = HandoffPacket(
+            packet_id=ev.packet_id,
+            call_id=self.call_id,
+            tenant=state.tenant,
+            from_agent=self.agent,
+            to_agent=ev.to_agent,
+            kind=ev.kind,
+            reason=ev.reason,
+            summary=ev.summary,
+            seq=seq,
+            epoch=stored.epoch,
+            chain=stored.chain,
+            issued_at=ev.at,
+            expires_at=ev.expires_at,
+            key_id=self.store.keys.current,
+            events=tuple(e.data for e in self._log[:seq]) if inline else None,
+        )
+        return packet.signed(self.store.keys)
+
+    def cancel_handoff(self) -> bool:
+        """Withdraw the pending handoff; False if none was pending."""
+        self._surface_sync()
+        return self._run(self._cancel())  # type: ignore[no-any-return]
+
+    async def acancel_handoff(self) -> bool:
+        await self._await_drainer()
+        return await self._arun(self._cancel)  # type: ignore[no-any-return]
+
+    def _cancel(self) -> Flow[bool]:
+        if self._queue:
+            yield from self._flush_queue()
+        pending = self._folder.pending_handoff
+        if pending is None:
+            return False
+        items = self._prepare([HandoffCancelled(packet_id=pending.packet_id, agent=self.agent)], internal=True)
+        yield from self._write(items)
+        return True
+
+    def end(self, reason: str | None = None) -> int:
+        """End the call (``CallEnded``) and wait until every tier holds it. Returns its seq."""
+        self._surface_sync()
+        return self._run(self._end(reason))  # type: ignore[no-any-return]
+
+    async def aend(self, reason: str | None = None) -> int:
+        await self._await_drainer()
+        return await self._arun(lambda: self._end(reason))  # type: ignore[no-any-return]
+
+    def _end(self, reason: str | None) -> Flow[int]:
+        if self._queue:
+            yield from self._flush_queue()
+        seq = yield from self._write(self._prepare([CallEnded(reason=reason, agent=self.agent)]))
+        yield from self.store.tiers.barrier(self.call_id, True, self.store.barrier_timeout)
+        return seq
+
+    # -- context managers: leaving flushes, never ends the call ----------------------
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if et is None:
+            self.flush()
+        else:
+            try:
+                self.flush()
+            except VoiceStateError:
+                pass  # the body's error is the one to see
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if et is None:
+            await self.aflush()
+        else:
+            try:
+                await self.aflush()
+            except VoiceStateError:
+                pass
+

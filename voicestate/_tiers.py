@@ -1,0 +1,335 @@
+"""Ordered tiers, hottest first: hot caches, the deciding tier, behind tiers.
+
+The coldest ``write=through`` tier decides: an append is accepted only when it
+accepts it, and hotter tiers are written after it (so an event it rejects is
+applied nowhere). Reads ask it for the metadata and take events from the
+hottest tier that holds them, refilling hotter ones. Behind tiers are written
+by a background thread (``BehindWriter``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+
+from ._backend import AppendResult, Backend, CallMeta
+from ._codec import StoredEvent, genesis, verify_chain
+from ._errors import BackendUnavailable, ConfigError, IntegrityError
+from ._io import Flow, call
+
+log = logging.getLogger("voicestate.tiers")
+
+WriteMode = Literal["through", "behind"]
+
+
+@attrs.frozen
+class Tier:
+    backend: Backend
+    write: WriteMode = "through"
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+
+class Tiers:
+    """The tier list of one store."""
+
+    def __init__(self, tiers: Sequence[Tier], *, behind_queue: int = 10_000) -> None:
+        if not tiers:
+            raise ConfigError("a store needs at least one tier")
+        through = [i for i, t in enumerate(tiers) if t.write == "through"]
+        if not through:
+            raise ConfigError("the deciding tier is the coldest write=through tier, and there is none")
+        deciding = through[-1]
+        if any(t.write == "behind" for t in tiers[:deciding]):
+            raise ConfigError(
+                "write=behind tiers must come after the deciding (coldest write=through) tier; "
+                f"reorder the URLs so that {tiers[deciding].url} comes before every behind tier"
+            )
+        self.all = tuple(tiers)
+        self.hot = tuple(tiers[:deciding])
+        self.deciding = tiers[deciding]
+        self.behind = tuple(tiers[deciding + 1 :])
+        self.writer = BehindWriter(self, behind_queue) if self.behind else None
+
+    @property
+    def backend(self) -> Backend:
+        return self.deciding.backend
+
+    # -- reads ---------------------------------------------------------------
+
+    def meta(self, call_id: str) -> Flow[CallMeta | None]:
+        return (yield call(self.deciding.backend, "get_meta", call_id))  # type: ignore[no-any-return]
+
+    def load(
+        self, call_id: str, meta: CallMeta, from_seq: int = 1, previous: bytes | None = None
+    ) -> Flow[list[StoredEvent]]:
+        """Events ``from_seq .. meta.seq``, chain-verified, hotter tiers refilled.
+
+        ``previous`` is the chain value before ``from_seq`` (known to the caller;
+        the genesis for seq 1). A hot tier whose events do not chain (a stale
+        cache of a deleted and recreated call) is purged for the call and skipped.
+        """
+        if previous is None:
+            if from_seq != 1:
+                raise ValueError("previous chain value needed when loading from the middle")
+            previous = genesis(call_id)
+        upto = meta.seq
+        if from_seq > upto:
+            return []
+        for attempt in range(2):
+            out: list[StoredEvent] = []
+            short: list[Tier] = []  # hot tiers that lacked part of the range
+            for tier in self.hot:
+                nxt = from_seq + len(out)
+                if nxt > upto:
+                    break
+                try:
+                    got = yield call(tier.backend, "load", call_id, nxt, upto)
+                except BackendUnavailable as exc:
+                    log.warning("hot tier %s unreadable, reading past it: %s", tier.url, exc)
+                    continue
+                out.extend(got)
+                if from_seq + len(out) <= upto:
+                    short.append(tier)
+            nxt = from_seq + len(out)
+            if nxt <= upto:
+                got = yield call(self.deciding.backend, "load", call_id, nxt, upto)
+                out.extend(got)
+            if len(out) != upto - from_seq + 1:
+                raise IntegrityError(
+                    f"call {call_id!r}: the deciding tier {self.deciding.url} reports seq {upto} "
+                    f"but holds only {from_seq + len(out) - 1}"
+                )
+            bad = verify_chain(previous, out)
+            if bad < 0 and out[-1].chain == meta.head:
+                for tier in short:
+                    try:
+                        yield call(tier.backend, "write_at", call_id, out)
+                    except BackendUnavailable as exc:
+                        log.warning("could not refill hot tier %s: %s", tier.url, exc)
+                return out
+            if not self.hot or attempt:
+                where = out[bad].seq if bad >= 0 else upto
+                raise IntegrityError(
+                    f"call {call_id!r}: stored events do not match their hash chain at seq {where}; "
+                    "the store is corrupt or was tampered with"
+                )
+            for tier in self.hot:  # a stale cache: drop it and read from the deciding tier
+                log.warning("hot tier %s holds a stale copy of call %r; purging it", tier.url, call_id)
+                yield call(tier.backend, "delete", call_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- writes --------------------------------------------------------------
+
+    def append(
+        self, call_id: str, events: list[StoredEvent], expected_seq: int, expected_epoch: int | None
+    ) -> Flow[AppendResult]:
+        res: AppendResult = yield call(self.deciding.backend, "append", call_id, events, expected_seq, expected_epoch)
+        if res.status == "ok":
+            for tier in self.hot:
+                yield from self._fill(tier, call_id, events)
+            if self.writer is not None:
+                self.writer.enqueue(call_id, events)
+        return res
+
+    def _fill(self, tier: Tier, call_id: str, events: list[StoredEvent]) -> Flow[None]:
+        # A cache never decides: failing to fill it loses nothing (the deciding tier has it).
+        try:
+            hw = yield call(tier.backend, "write_at", call_id, events)
+            if hw < events[0].seq - 1:
+                missing = yield call(self.deciding.backend, "load", call_id, hw + 1, events[0].seq - 1)
+                yield call(tier.backend, "write_at", call_id, missing + events)
+        except BackendUnavailable as exc:
+            log.warning("hot tier %s missed seqs %d-%d: %s", tier.url, events[0].seq, events[-1].seq, exc)
+
+    def delete(self, call_id: str) -> Flow[bool]:
+        if self.writer is not None:
+            self.writer.forget(call_id)
+        existed = False
+        for tier in (*self.behind, self.deciding, *self.hot):
+            existed = bool((yield call(tier.backend, "delete", call_id))) or existed
+        return existed
+
+    def barrier(self, call_id: str | None, all_tiers: bool, timeout: float) -> Flow[None]:
+        """Through tiers hold the log once an append returns; this also backfills
+        and, with ``all_tiers``, waits for the behind tiers."""
+        if self.writer is None:
+            return
+        if call_id is not None:
+            self.writer.mark(call_id)  # backfill any gap a dead process left
+        if all_tiers:
+            yield call(self.writer, "drain", timeout)
+
+    def close(self, timeout: float) -> Flow[None]:
+        if self.writer is not None:
+            yield call(self.writer, "stop", timeout)
+        for tier in self.all:
+            yield call(tier.backend, "close")
+
+
+class BehindWriter:
+    """Writes behind tiers in the background, in seq order, batched, idempotently.
+
+    Backpressure: the append path never waits on a behind tier. The queue holds
+    at most ``limit`` events; when it is full, new events are not queued and
+    their call is marked dirty instead, and the writer later copies what the
+    behind tier lacks from the deciding tier (which holds everything). Memory
+    stays bounded and nothing is lost; a tier that is down is retried with
+    backoff the same way.
+    """
+
+    def __init__(self, tiers: Tiers, limit: int) -> None:
+        self._tiers = tiers
+        self._limit = limit
+        self._queue: deque[tuple[str, list[StoredEvent]]] = deque()
+        self._queued = 0
+        self._dirty: set[str] = set()
+        self._busy = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.dropped = 0  # events not queued because the queue was full (backfilled later)
+        self.failures = 0
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="voicestate-behind", daemon=True)
+            self._thread.start()
+
+    def enqueue(self, call_id: str, events: list[StoredEvent]) -> None:
+        with self._cond:
+            if self._queued + len(events) > self._limit:
+                self.dropped += len(events)
+                self._dirty.add(call_id)
+            else:
+                self._queue.append((call_id, events))
+                self._queued += len(events)
+            self._start()
+            self._cond.notify()
+
+    def mark(self, call_id: str) -> None:
+        with self._cond:
+            self._dirty.add(call_id)
+            self._start()
+            self._cond.notify()
+
+    def forget(self, call_id: str) -> None:
+        with self._cond:
+            self._dirty.discard(call_id)
+            kept = [(c, evs) for c, evs in self._queue if c != call_id]
+            self._queue = deque(kept)
+            self._queued = sum(len(evs) for _, evs in kept)
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._queued + len(self._dirty) + self._busy
+
+    def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._dirty or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BackendUnavailable(
+                        f"behind tiers did not catch up within {timeout:g} s "
+                        f"({self._queued} events queued, {len(self._dirty)} calls to backfill); "
+                        "check that every write=behind tier is reachable"
+                    )
+                self._cond.wait(min(left, 0.05))
+
+    async def adrain(self, timeout: float) -> None:
+        await asyncio.to_thread(self.drain, timeout)
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self.drain(timeout)
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            if self._thread is not None:
+                self._thread.join(timeout)
+
+    async def astop(self, timeout: float) -> None:
+        await asyncio.to_thread(self.stop, timeout)
+
+    def _run(self) -> None:
+        backoff = 0.01
+        while True:
+            with self._cond:
+                while not (self._queue or self._dirty or self._stopping):
+                    self._cond.wait()
+                if self._stopping and not (self._queue or self._dirty):
+                    return
+                batch: dict[str, list[StoredEvent]] = {}
+                while self._queue and sum(len(v) for v in batch.values()) < 512:
+                    call_id, events = self._queue.popleft()
+                    self._queued -= len(events)
+                    batch.setdefault(call_id, []).extend(events)
+                dirty, self._dirty = self._dirty, set()
+                self._busy = len(batch) + len(dirty)
+            failed: set[str] = set()
+            for call_id, events in batch.items():
+                if not self._write(call_id, events):
+                    failed.add(call_id)
+            for call_id in dirty - failed:
+                if not self._backfill(call_id):
+                    failed.add(call_id)
+            with self._cond:
+                self._busy = 0
+                self._dirty |= failed
+                self._cond.notify_all()
+                stopping = self._stopping
+            if failed:
+                if stopping:
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            else:
+                backoff = 0.01
+
+    def _write(self, call_id: str, events: list[StoredEvent]) -> bool:
+        for tier in self._tiers.behind:
+            try:
+                hw = tier.backend.write_at(call_id, events)
+                if hw < events[-1].seq:
+                    return self._backfill(call_id)
+            except Exception as exc:  # the tier is down: backfill later
+                self.failures += 1
+                log.warning("behind tier %s: %s (will backfill)", tier.url, exc)
+                return False
+        return True
+
+    def _backfill(self, call_id: str) -> bool:
+        try:
+            meta = self._tiers.deciding.backend.get_meta(call_id)
+            if meta is None:
+                return True
+            for tier in self._tiers.behind:
+                hw = tier.backend.high_water(call_id)
+                if hw < meta.seq:
+                    missing = self._tiers.deciding.backend.load(call_id, hw + 1, meta.seq)
+                    tier.backend.write_at(call_id, missing)
+            return True
+        except Exception as exc:
+            self.failures += 1
+            log.warning("backfilling call %r into behind tiers failed: %s", call_id, exc)
+            return False
+
+
+def describe(tiers: Tiers) -> list[dict[str, Any]]:
+    """For the CLI and logs: each tier with its role."""
+    out = []
+    for t in tiers.all:
+        role = "deciding" if t is tiers.deciding else ("cache" if t in tiers.hot else "behind")
+        out.append({"url": t.url, "write": t.write, "role": role})
+    return out
