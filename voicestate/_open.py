@@ -76,7 +76,7 @@ def open_tier(url: str) -> Tier:
     write = params.pop("write", "through")
     if write not in ("through", "behind"):
         raise ConfigError(f"{url}: write= must be 'through' or 'behind', not {write!r}")
-    base = parts._replace(query="").geturl()
+    base = url.split("?", 1)[0]
     return Tier(factory(base, params), write)  # type: ignore[arg-type]
 
 
