@@ -108,14 +108,22 @@ class Store:
 
     # -- resume ----------------------------------------------------------------
 
-    def resume(self, target: ResumeTarget, *, agent: str, takeover: bool = False) -> Session:
+    def resume(
+        self, target: ResumeTarget, *, agent: str, takeover: bool = False, from_epoch: int | None = None
+    ) -> Session:
         """Become the owner: redeem a packet (object, msgpack, JSON or token) or the
-        pending handoff of ``call_id`` addressed to ``agent``; ``takeover=True``
-        takes the call from a dead owner."""
-        return run(self._resume(target, agent, takeover))
+        pending handoff of ``call_id`` addressed to ``agent``.
 
-    def aresume(self, target: ResumeTarget, *, agent: str, takeover: bool = False) -> Opening:
-        return Opening(lambda: arun(self._resume(target, agent, takeover)))
+        ``takeover=True`` takes the call from a dead owner, conditional on the
+        epoch read (or on ``from_epoch``, the epoch the caller saw die: of
+        several recovery workers sent for the same dead owner, one wins).
+        """
+        return run(self._resume(target, agent, takeover, from_epoch))
+
+    def aresume(
+        self, target: ResumeTarget, *, agent: str, takeover: bool = False, from_epoch: int | None = None
+    ) -> Opening:
+        return Opening(lambda: arun(self._resume(target, agent, takeover, from_epoch)))
 
     def _classify(self, target: ResumeTarget) -> tuple[str, HandoffPacket | None, TokenClaims | None]:
         if isinstance(target, HandoffPacket):
@@ -134,8 +142,10 @@ class Store:
             return check_call_id(target), None, None
         raise TypeError(f"resume() takes a HandoffPacket, bytes, a JSON or token string, or a call id; not {type(target).__name__}")
 
-    def _resume(self, target: ResumeTarget, agent: str, takeover: bool) -> Flow[Session]:
+    def _resume(self, target: ResumeTarget, agent: str, takeover: bool, from_epoch: int | None) -> Flow[Session]:
         check_name(agent)
+        if from_epoch is not None and not takeover:
+            raise ConfigError("from_epoch goes with takeover=True")
         call_id, packet, claims = self._classify(target)
         if packet is not None and packet.to_agent != agent:
             raise PacketError(
@@ -156,6 +166,11 @@ class Store:
             if st.ended:
                 raise OwnershipError(f"call {call_id!r} has ended ({st.ended_reason or 'no reason given'}); it cannot be resumed")
             if takeover:
+                if from_epoch is not None and st.epoch != from_epoch:
+                    raise OwnershipError(
+                        f"call {call_id!r} is at epoch {st.epoch} (owner {st.owner!r}), not {from_epoch}: "
+                        "someone else took it over already"
+                    )
                 packet_id = None
             else:
                 packet_id = self._redeemable(st, agent, wanted, claims, session._folder.fates)

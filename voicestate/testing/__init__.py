@@ -1,0 +1,31 @@
+"""The conformance suite every backend passes, as pytest mixins shipped in the wheel.
+
+A backend passes it by subclassing, in a few lines::
+
+    from voicestate.testing import BackendConformance, StoreConformance
+
+    class TestMyBackend(MultiProcessBackendConformance, MultiProcessStoreConformance):
+        @pytest.fixture
+        def store_url(self, tmp_path):
+            return f"mybackend://{tmp_path}/calls"
+
+``store_url`` must name a fresh, empty store per test. Every backend must be
+safe for several threads; one that several OS processes can share (SQLite,
+Redis, DynamoDB) subclasses the ``MultiProcess*`` mixins, which add racing
+processes appending to, redeeming and taking over the same call. A process-local
+backend (``memory://``) uses ``BackendConformance`` and ``StoreConformance``.
+"""
+
+from __future__ import annotations
+
+from ._backend_suite import BackendConformance, MultiProcessBackendConformance
+from ._helpers import make_events
+from ._store_suite import MultiProcessStoreConformance, StoreConformance
+
+__all__ = [
+    "BackendConformance",
+    "MultiProcessBackendConformance",
+    "MultiProcessStoreConformance",
+    "StoreConformance",
+    "make_events",
+]
