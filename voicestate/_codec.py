@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -164,13 +165,93 @@ def event_fields(event: Event) -> dict[str, Any]:
     return {k: out[k] for k in sorted(out)}
 
 
-def encode_event(event: Event, agent: str | None = None) -> bytes:
-    """The canonical bytes of ``event``; ``agent`` stands in when the event has none."""
+def _encode_generic(event: Event, agent: str | None) -> bytes:
     fields = event_fields(event)
     if "a" not in fields and agent is not None:
         fields["a"] = agent
         fields = {k: fields[k] for k in sorted(fields)}
     return _packb(fields)
+
+
+_ENCODERS: dict[type[Event], Callable[[Event, str | None], bytes]] = {}
+
+
+def encode_event(event: Event, agent: str | None = None) -> bytes:
+    """The canonical bytes of ``event``; ``agent`` stands in when the event has none."""
+    cls = type(event)
+    enc = _ENCODERS.get(cls)
+    if enc is None:
+        enc = _ENCODERS[cls] = _compile_encoder(cls)
+    return enc(event, agent)
+
+
+def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
+    """Generate a straight-line encoder for ``cls`` (the record path's hottest code).
+
+    It builds the map in sorted key order with inline type checks; anything
+    unusual (extra fields, a value of the wrong type) falls back to the generic
+    path, which validates and reports precisely.
+    """
+    if cls is UnknownEvent or not attrs.has(cls):
+        return _encode_generic
+    spec = _spec(cls)
+    lines = ["def enc(ev, agent):", "    if ev.extra: return generic(ev, agent)", "    d = {}"]
+    env: dict[str, Any] = {"generic": _encode_generic, "packb": _packb, "canonical": canonical, "isfinite": math.isfinite}
+    env["T"] = spec.type_name
+    keyed = sorted([*spec.fields, _FieldSpec(_TYPE_KEY, "", "type", _MISSING)], key=lambda f: f.key)
+    for n, (key, attr, kind, default) in enumerate(keyed):
+        if key == _TYPE_KEY:
+            lines.append("    d['t'] = T")
+            continue
+        v = f"v{n}"
+        lines.append(f"    {v} = ev.{attr}")
+        fail = "return generic(ev, agent)"
+        if key == "a":
+            lines.append(f"    if {v} is None: {v} = agent")
+            lines.append(f"    if {v} is not None:")
+            lines.append(f"        if {v}.__class__ is not str: {fail}")
+            lines.append(f"        d['a'] = {v}")
+            continue
+        skip = ""
+        if default is not _MISSING:
+            env[f"D{n}"] = default
+            skip = f"{v} is D{n} or ({v} == D{n} and {v}.__class__ is D{n}.__class__)"
+        if kind in ("str",):
+            check = f"{v}.__class__ is not str"
+        elif kind in ("opt_str",):
+            check = f"{v}.__class__ is not str"
+            skip = f"{v} is None"
+        elif kind == "bool":
+            check = f"{v}.__class__ is not bool"
+        elif kind in ("float", "opt_float"):
+            lines.append(f"    if {v}.__class__ is int: {v} = float({v})")
+            check = f"{v}.__class__ is not float or not isfinite({v})"
+            if kind == "opt_float":
+                skip = f"{v} is None"
+        elif kind in ("int", "opt_int"):
+            check = f"{v}.__class__ is not int"
+            if kind == "opt_int":
+                skip = f"{v} is None"
+        elif kind == "turn_ref":
+            check = f"{v}.__class__ is not int and {v}.__class__ is not str"
+            skip = f"{v} is None"
+        else:  # json, json_map: validated by the generic path, which also sorts nested maps
+            lines.append(f"    if not ({skip or 'False'}):")
+            lines.append(f"        return generic(ev, agent)")
+            continue
+        body = f"if {check}: {fail}"
+        if skip:
+            lines.append(f"    if not ({skip}):")
+            lines.append(f"        {body}")
+            lines.append(f"        d[{key!r}] = {v}")
+        else:
+            lines.append(f"    {body}")
+            lines.append(f"    d[{key!r}] = {v}")
+    lines.append("    return packb(d)")
+    code = "\n".join(lines)
+    exec(compile(code, f"<voicestate encoder {cls.TYPE}>", "exec"), env)
+    fn: Callable[[Event, str | None], bytes] = env["enc"]
+    return fn
 
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]

@@ -47,9 +47,9 @@ class MemoryBackend:
                     return AppendResult("conflict", None)
                 call = self._calls[call_id] = _Call()
             ids = call.ids
-            dups = {e.id: ids[e.id] for e in events if e.id in ids}
-            if dups:
-                return AppendResult("duplicate", None, dups)
+            for e in events:
+                if e.id in ids:
+                    return AppendResult("duplicate", None, {e.id: ids[e.id] for e in events if e.id in ids})
             stored = call.events
             n = len(stored)
             if n != expected_seq or (
@@ -62,6 +62,20 @@ class MemoryBackend:
                 if e.final:
                     call.ended = True
             return OK
+
+    def append_one(self, call_id: str, event: StoredEvent, expected_epoch: int) -> bool:
+        """The owner's single-event append, inline: True if stored; False means
+        "take the general path" (conflict, duplicate, fenced or missing call)."""
+        with self._lock:
+            call = self._calls.get(call_id)
+            if call is None or event.id in call.ids or call.ended:
+                return False
+            stored = call.events
+            if len(stored) != event.seq - 1 or stored[-1].epoch != expected_epoch:
+                return False
+            stored.append(event)
+            call.ids[event.id] = event.seq
+            return True
 
     def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         call = self._calls.get(call_id)

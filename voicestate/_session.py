@@ -8,11 +8,14 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._codec import StoredEvent, chain_next, decode_event, encode_event, genesis
+from hashlib import sha256 as _sha256
+
+from ._codec import CHAIN_BYTES, StoredEvent, chain_next, decode_event, encode_event, genesis
 from ._context import ContextPolicy
 from ._errors import CallNotFound, FencedError, OwnershipError, SeqConflict, VoiceStateError
 from ._events import (
     HANDOFF_KINDS,
+    Note,
     RESERVED_TYPES,
     AgentSpoke,
     CallEnded,
@@ -25,8 +28,9 @@ from ._events import (
     ToolCalled,
     ToolCancelled,
     ToolReturned,
+    UserSpoke,
 )
-from ._backend import AppendResult, CallMeta
+from ._backend import OK, AppendResult, CallMeta
 from ._errors import InvalidEvent
 from ._ids import new_packet_id
 from ._io import Flow, arun, run
@@ -35,6 +39,10 @@ from ._state import CallState, Folder
 
 if TYPE_CHECKING:
     from ._store import Store
+
+
+_CHECKED = frozenset({Interrupted, ToolCalled, ToolReturned, ToolCancelled, SlotsSet})
+_PLAIN = frozenset({UserSpoke, AgentSpoke, Note})  # no reference to check, no ownership effect
 
 
 class Session:
@@ -52,6 +60,7 @@ class Session:
         self.temp: dict[str, Any] = {}
         self._folder = Folder(call_id, genesis(call_id))
         self._log: list[StoredEvent] = []  # confirmed: durable in every through tier
+        self._ids: set[str] = set()  # ids of confirmed events: a retry skips the semantic checks
         # record_nowait: events staged and folded at once, durable later, in order
         self._queue: list[tuple[Event, bytes]] = []
         self._staged: list[StoredEvent] = []
@@ -60,6 +69,8 @@ class Session:
         self._busy = False
         self._alock: asyncio.Lock | None = None
         self._drainer: asyncio.Task[None] | None = None
+        # the inline fast path: a lone in-process tier and no redaction hooks
+        self._inline = store._inline if store._redact is None else None
 
     # -- reading ---------------------------------------------------------------
 
@@ -92,6 +103,7 @@ class Session:
             ev = decode_event(se.data, se.seq, se.chain)
             folder.apply(ev, se.seq, se.chain, ev.agent)
         self._log.extend(log)
+        self._ids.update(se.id for se in log)
 
     def _catch_up(self, meta: CallMeta) -> Flow[None]:
         """Fold in events others appended after our confirmed seq (rolling back queued ones)."""
@@ -131,18 +143,19 @@ class Session:
         for ev, se in zip(events, stored, strict=True):
             folder.apply(ev, se.seq, se.chain, ev.agent or agent)
         self._log.extend(stored)
+        self._ids.update(se.id for se in stored)
 
     # -- internals: validation --------------------------------------------------------
 
     def _prepare(self, events: Sequence[Event], *, internal: bool = False) -> list[tuple[Event, bytes]]:
+        """Validate (types, references, reserved events), redact and encode; nothing is written."""
         if not events:
             raise InvalidEvent("record() needs at least one event")
-        folder = self._folder
-        seen: set[str] = set()
-        batch_turns: set[str] = set()
-        batch_tools: set[str] = set()
+        batch: list[Event] = []
         out = []
         redact = self.store._redact
+        agent = self.agent
+        known = self._ids
         for ev in events:
             if not isinstance(ev, Event):
                 raise InvalidEvent(f"record() takes events (vs.UserSpoke(...), ...), not {type(ev).__name__}")
@@ -150,38 +163,42 @@ class Session:
                 raise InvalidEvent(
                     f"{type(ev).__name__} is written by the store: use open(), handoff(), cancel_handoff() or resume()"
                 )
-            if ev.id in seen:
+            if batch and any(b.id == ev.id for b in batch):
                 raise InvalidEvent(f"event id {ev.id!r} appears twice in one record() call")
-            seen.add(ev.id)
             if redact is not None:
                 ev = redact(ev)
             t = type(ev)
-            if t is AgentSpoke:
-                batch_turns.add(ev.id)
-            elif t is Interrupted:
-                ref = ev.turn  # type: ignore[attr-defined]
-                if folder.agent_turn(ref) is None and not (
-                    (ref is None and batch_turns) or (isinstance(ref, str) and ref in batch_turns)
-                ):
-                    raise InvalidEvent(
-                        f"Interrupted(turn={ref!r}) names no agent turn of this call; "
-                        "pass the seq that record(AgentSpoke(...)) returned, or the AgentSpoke itself"
-                    )
-            elif t is ToolCalled:
-                cid = ev.call_id  # type: ignore[attr-defined]
-                if folder.tool(cid) is not None or cid in batch_tools:
-                    raise InvalidEvent(f"tool call id {cid!r} is already used in this call")
-                batch_tools.add(cid)
-            elif t is ToolReturned or t is ToolCancelled:
-                cid = ev.call_id  # type: ignore[attr-defined]
-                if folder.tool(cid) is None and cid not in batch_tools:
-                    raise InvalidEvent(f"no tool call {cid!r} in this call: record ToolCalled({cid!r}, ...) first")
-            elif t is SlotsSet:
-                scope = ev.scope  # type: ignore[attr-defined]
-                if scope != "call" and not (scope.startswith("agent:") and len(scope) > 6):
-                    raise InvalidEvent(f"SlotsSet scope {scope!r}: use 'call' or 'agent:<name>'")
-            out.append((ev, encode_event(ev, self.agent)))
+            if t in _CHECKED and ev.id not in known:  # a retry of a stored event is a no-op, not an error
+                self._check(ev, batch)
+            batch.append(ev)
+            out.append((ev, encode_event(ev, agent)))
         return out
+
+    def _check(self, ev: Event, batch: list[Event]) -> None:
+        """Semantic checks against the call so far (and earlier events of the same batch)."""
+        folder = self._folder
+        t = type(ev)
+        if t is Interrupted:
+            ref = ev.turn  # type: ignore[attr-defined]
+            if folder.agent_turn(ref) is None and not any(
+                type(b) is AgentSpoke and (ref is None or ref == b.id) for b in batch
+            ):
+                raise InvalidEvent(
+                    f"Interrupted(turn={ref!r}) names no agent turn of this call; "
+                    "pass the seq that record(AgentSpoke(...)) returned, or the AgentSpoke itself"
+                )
+        elif t is ToolCalled:
+            cid = ev.call_id  # type: ignore[attr-defined]
+            if folder.tool(cid) is not None or any(type(b) is ToolCalled and b.call_id == cid for b in batch):  # type: ignore[attr-defined]
+                raise InvalidEvent(f"tool call id {cid!r} is already used in this call")
+        elif t is ToolReturned or t is ToolCancelled:
+            cid = ev.call_id  # type: ignore[attr-defined]
+            if folder.tool(cid) is None and not any(type(b) is ToolCalled and b.call_id == cid for b in batch):  # type: ignore[attr-defined]
+                raise InvalidEvent(f"no tool call {cid!r} in this call: record ToolCalled({cid!r}, ...) first")
+        elif t is SlotsSet:
+            scope = ev.scope  # type: ignore[attr-defined]
+            if scope != "call" and not (scope.startswith("agent:") and len(scope) > 6):
+                raise InvalidEvent(f"SlotsSet scope {scope!r}: use 'call' or 'agent:<name>'")
 
     # -- internals: the write flows -------------------------------------------------
 
@@ -258,6 +275,7 @@ class Session:
                     if ev.id == target:
                         found = se.seq
                 self._log.extend(stored)
+                self._ids.update(se.id for se in stored)
                 self._queue, self._staged, self._mark = [], [], None
                 self._error = None
                 return found
@@ -318,7 +336,33 @@ class Session:
 
     def record(self, *events: Event) -> int:
         """Append events as the owner; returns the stored seq of the last one once acknowledged."""
+        inline = self._inline
+        if (
+            inline is not None
+            and len(events) == 1
+            and events[0].__class__ in _PLAIN
+            and not (self._queue or self._busy or self._error)
+        ):
+            # The hottest path: one plain event into a lone in-process tier, inline.
+            ev = events[0]
+            folder = self._folder
+            seq = folder.seq + 1
+            data = encode_event(ev, self.agent)
+            chain = _sha256(folder.chain + data).digest()[:CHAIN_BYTES]
+            se = StoredEvent(seq, ev.id, data, chain, self.epoch, False)
+            if inline.append_one(self.call_id, se, self.epoch):
+                folder.apply(ev, seq, chain, ev.agent or self.agent)
+                self._log.append(se)
+                self._ids.add(se.id)
+                return seq
         items = self._prepare(events)
+        if inline is not None and not (self._queue or self._busy or self._error):
+            # A lone in-process tier: one conditional append, inline, no generator hop.
+            folder = self._folder
+            stored = self._stage(items, folder.seq, folder.chain)
+            if inline.append(self.call_id, stored, folder.seq, self.epoch) is OK:
+                self._confirm([ev for ev, _ in items], stored)
+                return stored[-1].seq
         self._surface_sync()
         return self._run(self._write(items))  # type: ignore[no-any-return]
 

@@ -10,7 +10,7 @@ taking a snapshot never copies the call.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import attrs
 
@@ -38,9 +38,12 @@ Role = Literal["user", "agent"]
 ToolStatus = Literal["pending", "ok", "error", "cancelled"]
 
 
-@attrs.frozen
-class Turn:
-    """One spoken turn. ``heard`` is ``None`` unless the turn was interrupted."""
+class Turn(NamedTuple):
+    """One spoken turn. ``heard`` is ``None`` unless the turn was interrupted.
+
+    A NamedTuple rather than an attrs class: one is built per turn on the
+    record path, and this is twice as fast to build.
+    """
 
     seq: int
     role: Role
@@ -330,8 +333,8 @@ class Folder:
             idx = self._turn_index(ev.turn)
             if idx >= 0:
                 self._unshare()
-                self._turn_over[idx] = attrs.evolve(
-                    self._turn(idx), heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms
+                self._turn_over[idx] = self._turn(idx)._replace(
+                    heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms
                 )
         elif t is ToolCalled:
             assert isinstance(ev, ToolCalled)

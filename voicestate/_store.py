@@ -13,6 +13,7 @@ from ._errors import CallNotFound, ConfigError, InvalidEvent, OwnershipError, Pa
 from ._events import NON_OWNER_TYPES, CallEnded, CallStarted, Event, OwnerChanged
 from ._io import Flow, arun, run
 from ._keys import KeyRing
+from ._memory import MemoryBackend
 from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, check_chain_at, decode_token
 from ._session import Session
 from ._state import CallState, Folder
@@ -76,6 +77,9 @@ class Store:
         self.retries = retries
         self.barrier_timeout = barrier_timeout
         self._redact: Callable[[Event], Event] | None = None
+        # The sync fast path: set when the only tier is in-process memory.
+        only = tiers.deciding.backend
+        self._inline = only if (not tiers.hot and not tiers.behind and isinstance(only, MemoryBackend)) else None
         self._closed = False
 
     def __repr__(self) -> str:
