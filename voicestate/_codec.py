@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import attrs
 import cattrs
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from ._errors import InvalidEvent
 from ._events import (
@@ -92,7 +92,7 @@ def _spec(cls: type[Event]) -> _ClassSpec:
             if f.name in RESERVED_KEYS:
                 raise TypeError(f"{cls.__name__}.{f.name}: field name is reserved by the codec")
             if isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
-                default = f.default.factory()  # type: ignore[union-attr]
+                default = f.default.factory()
             elif f.default is attrs.NOTHING:
                 default = _MISSING
             else:
@@ -123,13 +123,12 @@ _packb = msgpack.Packer(use_bin_type=True, strict_types=False, autoreset=True).p
 
 
 def packb(obj: Any) -> bytes:
-    return _packb(obj)
+    out: bytes = _packb(obj)
+    return out
 
 
 def unpackb(data: bytes) -> Any:
-    return msgpack.unpackb(
-        data, raw=False, strict_map_key=True, ext_hook=_ext_refused, use_list=True, timestamp=0
-    )
+    return msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_ext_refused, use_list=True, timestamp=0)
 
 
 def event_fields(event: Event) -> dict[str, Any]:
@@ -170,7 +169,7 @@ def _encode_generic(event: Event, agent: str | None) -> bytes:
     if "a" not in fields and agent is not None:
         fields["a"] = agent
         fields = {k: fields[k] for k in sorted(fields)}
-    return _packb(fields)
+    return packb(fields)
 
 
 _ENCODERS: dict[type[Event], Callable[[Event, str | None], bytes]] = {}
@@ -192,11 +191,16 @@ def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
     unusual (extra fields, a value of the wrong type) falls back to the generic
     path, which validates and reports precisely.
     """
-    if cls is UnknownEvent or not attrs.has(cls):
+    if cls is UnknownEvent or not issubclass(cls, Event):
         return _encode_generic
     spec = _spec(cls)
     lines = ["def enc(ev, agent):", "    if ev.extra: return generic(ev, agent)", "    d = {}"]
-    env: dict[str, Any] = {"generic": _encode_generic, "packb": _packb, "canonical": canonical, "isfinite": math.isfinite}
+    env: dict[str, Any] = {
+        "generic": _encode_generic,
+        "packb": _packb,
+        "canonical": canonical,
+        "isfinite": math.isfinite,
+    }
     env["T"] = spec.type_name
     keyed = sorted([*spec.fields, _FieldSpec(_TYPE_KEY, "", "type", _MISSING)], key=lambda f: f.key)
     for n, (key, attr, kind, default) in enumerate(keyed):
@@ -237,7 +241,7 @@ def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
             skip = f"{v} is None"
         else:  # json, json_map: validated by the generic path, which also sorts nested maps
             lines.append(f"    if not ({skip or 'False'}):")
-            lines.append(f"        return generic(ev, agent)")
+            lines.append("        return generic(ev, agent)")
             continue
         body = f"if {check}: {fail}"
         if skip:
@@ -280,7 +284,8 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
         raise InvalidEvent(f"event schema version {version!r} is not a positive integer")
     if version > SCHEMA_VERSION:
         raise InvalidEvent(
-            f"event schema version {version} is newer than this voicestate supports ({SCHEMA_VERSION}); upgrade voicestate"
+            f"event schema version {version} is newer than this voicestate supports "
+            f"({SCHEMA_VERSION}); upgrade voicestate"
         )
     while version < SCHEMA_VERSION:
         fields = _MIGRATIONS[version](fields)

@@ -95,7 +95,10 @@ def _openai(state: CallState, policy: ContextPolicy) -> list[dict[str, Any]]:
                         {
                             "id": item.call_id,
                             "type": "function",
-                            "function": {"name": item.name, "arguments": json.dumps(dict(item.arguments), sort_keys=True)},
+                            "function": {
+                                "name": item.name,
+                                "arguments": json.dumps(dict(item.arguments), sort_keys=True),
+                            },
                         }
                     ],
                 }

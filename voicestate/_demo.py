@@ -11,8 +11,8 @@ import tempfile
 import time
 from typing import Any
 
-from ._events import AgentSpoke, CallEnded, Interrupted, Note, SlotsSet, ToolCalled, ToolReturned, UserSpoke
 from ._errors import FencedError
+from ._events import AgentSpoke, CallEnded, Interrupted, Note, SlotsSet, ToolCalled, ToolReturned, UserSpoke
 from ._open import open_store
 from ._timeline import timeline
 
@@ -112,7 +112,9 @@ def _billing_worker(url: str, token: str) -> None:
         st = session.state
         messages = session.context("openai")
         session.record(
-            ToolReturned("t1", {"charges": [{"date": "2026-03-03", "amount": 42.10}, {"date": "2026-03-03", "amount": 42.10}]})
+            ToolReturned(
+                "t1", {"charges": [{"date": "2026-03-03", "amount": 42.10}, {"date": "2026-03-03", "amount": 42.10}]}
+            )
         )
         session.record(AgentSpoke("I can see two charges of $42.10 on March 3rd. I've refunded the duplicate."))
         session.record(UserSpoke("Great, thank you!", confidence=0.95))

@@ -169,7 +169,7 @@ class ToolReturned(Event):
 
     TYPE: ClassVar[str] = "ToolReturned"
     call_id: str = _f(STR)
-    result: Any = _f(JSON, default=None)
+    result: Any = _f(JSON, default=None)  # noqa: RUF009 - an attrs field, not a dataclass default
     error: str | None = _f(OPT_STR, default=None)
 
 
@@ -290,7 +290,9 @@ def _check_json(value: Any, path: str, depth: int = 0) -> None:
         for i, v in enumerate(value):
             _check_json(v, f"{path}[{i}]", depth + 1)
         return
-    raise InvalidEvent(f"{path}: {type(value).__name__} is not JSON-compatible (use str, number, bool, None, list, dict)")
+    raise InvalidEvent(
+        f"{path}: {type(value).__name__} is not JSON-compatible (use str, number, bool, None, list, dict)"
+    )
 
 
 def _is_int(v: Any) -> bool:

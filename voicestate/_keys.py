@@ -46,13 +46,13 @@ def parse_keys(spec: str | Mapping[str, str | bytes] | KeyRing) -> KeyRing:
             part = part.strip()
             if not part:
                 continue
-            kid, sep, secret = part.partition(":")
+            kid, sep, text = part.partition(":")
             if not sep:
                 raise ConfigError(f"signing key {kid!r} has no secret: write keys as 'kid:secret,kid2:secret2'")
-            pairs.append((kid.strip(), secret.encode()))
+            pairs.append((kid.strip(), text.encode()))
     elif isinstance(spec, Mapping):
-        for kid, secret in spec.items():
-            pairs.append((kid, secret.encode() if isinstance(secret, str) else bytes(secret)))
+        for name, value in spec.items():
+            pairs.append((name, value.encode() if isinstance(value, str) else bytes(value)))
     else:
         raise ConfigError(f"signing keys must be a 'kid:secret,...' string or a mapping, not {type(spec).__name__}")
     if not pairs:

@@ -6,7 +6,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from ._backend import OK, AppendResult, Capabilities, CallMeta
+from ._backend import OK, AppendResult, CallMeta, Capabilities
 from ._codec import StoredEvent
 
 

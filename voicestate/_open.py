@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._backend import Backend
@@ -126,5 +125,3 @@ def open_store(
         retries=retries,
         barrier_timeout=barrier_timeout,
     )
-
-

@@ -124,7 +124,9 @@ class HandoffPacket:
         """Check key id, signature, validity window and inline events; raise PacketError."""
         ring = parse_keys(keys)
         if self.version != PACKET_VERSION:
-            raise PacketError("unsupported_version", f"packet version {self.version}; this voicestate reads {PACKET_VERSION}")
+            raise PacketError(
+                "unsupported_version", f"packet version {self.version}; this voicestate reads {PACKET_VERSION}"
+            )
         secret = ring.secret(self.key_id)
         if secret is None:
             raise PacketError(
@@ -182,7 +184,8 @@ class HandoffPacket:
         secret = None if ring is None else ring.secret(self.key_id)
         if secret is None:
             raise PacketError(
-                "unknown_key", "to_token needs the signing key: use a packet from handoff() or from_json/from_bytes(keys=)"
+                "unknown_key",
+                "to_token needs the signing key: use a packet from handoff() or from_json/from_bytes(keys=)",
             )
         payload = _token_payload(self.key_id, self.packet_id, self.expires_at, self.call_id)
         token = TOKEN_PREFIX + _b64e(payload + _token_mac(secret, payload))
@@ -370,7 +373,9 @@ def _from_map(raw: Any, *, binary: bool, keys: KeyRing | str | Mapping[str, str 
 def _check_window(issued_at: float, expires_at: float, skew: float, now: float | None = None) -> None:
     now = time.time() if now is None else now
     if now > expires_at + skew:
-        raise PacketError("expired", f"the packet expired {now - expires_at:.1f} s ago; ask the sender for a new handoff")
+        raise PacketError(
+            "expired", f"the packet expired {now - expires_at:.1f} s ago; ask the sender for a new handoff"
+        )
     if issued_at > now + skew:
         raise PacketError(
             "expired", f"the packet is not valid yet (issued {issued_at - now:.1f} s in the future): check the clocks"
@@ -423,7 +428,9 @@ def _token_mac(secret: bytes, payload: bytes) -> bytes:
     return hmac.digest(secret, b"vs1-token\x00" + payload, "sha256")[:TOKEN_MAC_BYTES]
 
 
-def decode_token(token: str, keys: KeyRing | str | Mapping[str, str | bytes], *, skew: float = DEFAULT_SKEW) -> TokenClaims:
+def decode_token(
+    token: str, keys: KeyRing | str | Mapping[str, str | bytes], *, skew: float = DEFAULT_SKEW
+) -> TokenClaims:
     """Verify a ``vs1.`` token's MAC and expiry; raise PacketError with a precise reason."""
     if not isinstance(token, str):
         raise PacketError("malformed", f"a token is a string, got {type(token).__name__}")
@@ -431,7 +438,9 @@ def decode_token(token: str, keys: KeyRing | str | Mapping[str, str | bytes], *,
         raise PacketError("too_large", f"a token has at most {TOKEN_MAX_CHARS} characters, this one {len(token)}")
     if not token.startswith(TOKEN_PREFIX):
         if re.match(r"^vs\d+\.", token):
-            raise PacketError("unsupported_version", f"token version {token.split('.')[0]!r}; this voicestate reads vs1")
+            raise PacketError(
+                "unsupported_version", f"token version {token.split('.')[0]!r}; this voicestate reads vs1"
+            )
         raise PacketError("malformed", "a token starts with 'vs1.'")
     raw = _b64d(token[len(TOKEN_PREFIX) :], "token")
     if len(raw) < 2:
@@ -462,4 +471,3 @@ def decode_token(token: str, keys: KeyRing | str | Mapping[str, str | bytes], *,
 
 def events_bytes(log: Sequence[StoredEvent], seq: int) -> tuple[bytes, ...]:
     return tuple(e.data for e in log[:seq])
-

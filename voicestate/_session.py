@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
+from hashlib import sha256 as _sha256
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hashlib import sha256 as _sha256
-
+from ._backend import OK, AppendResult, CallMeta
 from ._codec import CHAIN_BYTES, StoredEvent, chain_next, decode_event, encode_event, genesis
 from ._context import ContextPolicy
-from ._errors import CallNotFound, FencedError, OwnershipError, SeqConflict, VoiceStateError
+from ._errors import CallNotFound, FencedError, InvalidEvent, SeqConflict, VoiceStateError
 from ._events import (
     HANDOFF_KINDS,
-    Note,
     RESERVED_TYPES,
     AgentSpoke,
     CallEnded,
@@ -23,6 +22,7 @@ from ._events import (
     HandedOff,
     HandoffCancelled,
     Interrupted,
+    Note,
     OwnerChanged,
     SlotsSet,
     ToolCalled,
@@ -30,8 +30,6 @@ from ._events import (
     ToolReturned,
     UserSpoke,
 )
-from ._backend import OK, AppendResult, CallMeta
-from ._errors import InvalidEvent
 from ._ids import new_packet_id
 from ._io import Flow, arun, run
 from ._packet import HandoffPacket
@@ -189,11 +187,11 @@ class Session:
                 )
         elif t is ToolCalled:
             cid = ev.call_id  # type: ignore[attr-defined]
-            if folder.tool(cid) is not None or any(type(b) is ToolCalled and b.call_id == cid for b in batch):  # type: ignore[attr-defined]
+            if folder.tool(cid) is not None or any(isinstance(b, ToolCalled) and b.call_id == cid for b in batch):
                 raise InvalidEvent(f"tool call id {cid!r} is already used in this call")
         elif t is ToolReturned or t is ToolCancelled:
             cid = ev.call_id  # type: ignore[attr-defined]
-            if folder.tool(cid) is None and not any(type(b) is ToolCalled and b.call_id == cid for b in batch):  # type: ignore[attr-defined]
+            if folder.tool(cid) is None and not any(isinstance(b, ToolCalled) and b.call_id == cid for b in batch):
                 raise InvalidEvent(f"no tool call {cid!r} in this call: record ToolCalled({cid!r}, ...) first")
         elif t is SlotsSet:
             scope = ev.scope  # type: ignore[attr-defined]
@@ -280,7 +278,7 @@ class Session:
                 self._error = None
                 return found
             if res.status == "duplicate":
-                if target in res.duplicates:
+                if target is not None and target in res.duplicates:
                     found = res.duplicates[target]
                 self._queue = [it for it in self._queue if it[0].id not in res.duplicates]
                 meta = yield from self.store.tiers.meta(self.call_id)
@@ -474,7 +472,9 @@ class Session:
         ev = self._handoff_event(to, reason, kind, summary, ttl)
         return await self._arun(lambda: self._handoff(ev, inline))  # type: ignore[no-any-return]
 
-    def _handoff_event(self, to: str, reason: str | None, kind: str, summary: str | None, ttl: float | None) -> HandedOff:
+    def _handoff_event(
+        self, to: str, reason: str | None, kind: str, summary: str | None, ttl: float | None
+    ) -> HandedOff:
         from ._store import check_name
 
         check_name(to, "handoff target")
@@ -576,7 +576,9 @@ class Session:
     async def __aenter__(self) -> Session:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if et is None:
             await self.aflush()
         else:
@@ -584,4 +586,3 @@ class Session:
                 await self.aflush()
             except VoiceStateError:
                 pass
-

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ._backend import OK, AppendResult, Capabilities, CallMeta
+from ._backend import OK, AppendResult, CallMeta, Capabilities
 from ._codec import StoredEvent
 from ._errors import BackendUnavailable, ConfigError
 
@@ -148,11 +148,15 @@ class SQLiteBackend:
 
     def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         try:
-            rows = self._conn().execute(
-                "SELECT seq, id, data, chain, epoch, final FROM vs_events "
-                "WHERE call_id = ? AND seq >= ? AND seq <= ? ORDER BY seq",
-                (call_id, from_seq, to_seq if to_seq is not None else 2**62),
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT seq, id, data, chain, epoch, final FROM vs_events "
+                    "WHERE call_id = ? AND seq >= ? AND seq <= ? ORDER BY seq",
+                    (call_id, from_seq, to_seq if to_seq is not None else 2**62),
+                )
+                .fetchall()
+            )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: load failed: {exc}") from exc
         out = [StoredEvent(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
@@ -168,7 +172,7 @@ class SQLiteBackend:
             with self._tx(conn, immediate=True):
                 meta = self._meta(conn, call_id)
                 hw = 0 if meta is None else meta.seq
-                todo = []
+                todo: list[StoredEvent] = []
                 for e in events:
                     if e.seq <= hw + len(todo):
                         continue

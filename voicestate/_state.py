@@ -141,23 +141,23 @@ class CallState:
     """An immutable snapshot of one call: the fold of its log up to ``seq``."""
 
     __slots__ = (
-        "call_id",
-        "tenant",
-        "owner",
-        "epoch",
-        "seq",
-        "status",
-        "meta",
-        "chain",
-        "turns",
-        "tools",
-        "slots",
-        "private_slots",
-        "handoffs",
-        "notes",
-        "pending_handoff",
-        "ended_reason",
         "__weakref__",
+        "call_id",
+        "chain",
+        "ended_reason",
+        "epoch",
+        "handoffs",
+        "meta",
+        "notes",
+        "owner",
+        "pending_handoff",
+        "private_slots",
+        "seq",
+        "slots",
+        "status",
+        "tenant",
+        "tools",
+        "turns",
     )
 
     call_id: str
@@ -333,9 +333,7 @@ class Folder:
             idx = self._turn_index(ev.turn)
             if idx >= 0:
                 self._unshare()
-                self._turn_over[idx] = self._turn(idx)._replace(
-                    heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms
-                )
+                self._turn_over[idx] = self._turn(idx)._replace(heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms)
         elif t is ToolCalled:
             assert isinstance(ev, ToolCalled)
             if ev.call_id not in self._tool_index:
@@ -343,10 +341,12 @@ class Folder:
                 self.tools.append(ToolCall(ev.call_id, ev.name, ev.arguments, "pending", agent=agent, seq=seq))
         elif t is ToolReturned or t is ToolCancelled:
             call_id: str = ev.call_id  # type: ignore[attr-defined]
-            idx = self._tool_index.get(call_id)
-            if idx is None:  # a result for a call we never saw: keep it visible
+            found = self._tool_index.get(call_id)
+            if found is None:  # a result for a call we never saw: keep it visible
                 idx = self._tool_index[call_id] = len(self.tools)
                 self.tools.append(ToolCall(call_id, "", {}, "pending", agent=agent, seq=seq))
+            else:
+                idx = found
             current = self._tool_over.get(idx) or self.tools[idx]
             if current.status == "pending":  # the first result wins
                 self._unshare()
@@ -443,4 +443,3 @@ def _rollback(folder: Folder, snap: CallState) -> None:
     f._agent_turn_by_id = {k: v for k, v in f._agent_turn_by_id.items() if v < n_turns}
     f._last_agent_turn = max(f._agent_turn_by_seq.values(), default=-1)
     f._snap = snap
-

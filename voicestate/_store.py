@@ -50,7 +50,9 @@ class Opening(Awaitable[Session]):
         self._session = await self._factory()
         return self._session
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._session is not None:
             await self._session.__aexit__(et, e, tb)
 
@@ -144,7 +146,9 @@ class Store:
                 claims = decode_token(target, self.keys, skew=self.skew)
                 return claims.call_id, None, claims
             return check_call_id(target), None, None
-        raise TypeError(f"resume() takes a HandoffPacket, bytes, a JSON or token string, or a call id; not {type(target).__name__}")
+        raise TypeError(
+            f"resume() takes a HandoffPacket, bytes, a JSON or token string, or a call id; not {type(target).__name__}"
+        )
 
     def _resume(self, target: ResumeTarget, agent: str, takeover: bool, from_epoch: int | None) -> Flow[Session]:
         check_name(agent)
@@ -152,9 +156,7 @@ class Store:
             raise ConfigError("from_epoch goes with takeover=True")
         call_id, packet, claims = self._classify(target)
         if packet is not None and packet.to_agent != agent:
-            raise PacketError(
-                "wrong_target", f"the packet is addressed to {packet.to_agent!r}, not {agent!r}"
-            )
+            raise PacketError("wrong_target", f"the packet is addressed to {packet.to_agent!r}, not {agent!r}")
         meta = yield from self.tiers.meta(call_id)
         if meta is None:
             raise CallNotFound(f"no call {call_id!r} in {self!r}")
@@ -168,7 +170,9 @@ class Store:
         for _ in range(self.retries):
             st = session._folder.snapshot()
             if st.ended:
-                raise OwnershipError(f"call {call_id!r} has ended ({st.ended_reason or 'no reason given'}); it cannot be resumed")
+                raise OwnershipError(
+                    f"call {call_id!r} has ended ({st.ended_reason or 'no reason given'}); it cannot be resumed"
+                )
             if takeover:
                 if from_epoch is not None and st.epoch != from_epoch:
                     raise OwnershipError(

@@ -70,8 +70,14 @@ def describe(ev: Event, state: CallState | None = None) -> tuple[str, str, list[
     if isinstance(ev, Note):
         return who, "note", [_q(ev.text)]
     if isinstance(ev, HandedOff):
-        pending = state is not None and state.pending_handoff is not None and state.pending_handoff.packet_id == ev.packet_id
-        lines = [f"{ev.kind} to {ev.to_agent!r}" + (f": {ev.reason}" if ev.reason else "") + (" (pending)" if pending else "")]
+        pending = (
+            state is not None and state.pending_handoff is not None and state.pending_handoff.packet_id == ev.packet_id
+        )
+        lines = [
+            f"{ev.kind} to {ev.to_agent!r}"
+            + (f": {ev.reason}" if ev.reason else "")
+            + (" (pending)" if pending else "")
+        ]
         if ev.summary:
             lines.append("summary: " + _q(ev.summary, 200))
         return who, "handoff", lines

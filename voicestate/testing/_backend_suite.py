@@ -233,7 +233,6 @@ class BackendConformance:
         _assert_chained("c1", log)
 
 
-
 class MultiProcessBackendConformance(BackendConformance):
     """For backends several OS processes share (``capabilities.shared_across_processes``)."""
 

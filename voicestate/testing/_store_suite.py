@@ -21,7 +21,6 @@ from .._events import (
     UserSpoke,
 )
 from .._open import open_store
-from .._packet import HandoffPacket
 from .._store import Store
 from ._helpers import spawn
 
@@ -31,9 +30,7 @@ KEYS = "t1:conformance-secret-0123456789"
 def _all_tiers_hold(store: Store, call_id: str, text: str) -> list[str]:
     """URLs of the tiers whose stored bytes contain ``text``."""
     needle = text.encode()
-    return [
-        tier.url for tier in store.tiers.all if any(needle in e.data for e in tier.backend.load(call_id))
-    ]
+    return [tier.url for tier in store.tiers.all if any(needle in e.data for e in tier.backend.load(call_id))]
 
 
 class StoreConformance:
