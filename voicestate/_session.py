@@ -104,16 +104,16 @@ class Session:
         self._ids.update(se.id for se in log)
 
     def _catch_up(self, meta: CallMeta) -> Flow[None]:
-        """Fold in events others appended after our confirmed seq (rolling back queued ones)."""
-        if self._queue:
-            assert self._mark is not None
-            self._folder.rollback(self._mark)
-        base = self._log[-1] if self._log else None
+        """Fold in events others appended after our confirmed seq, re-staging queued ones after them."""
+        foreign: list[StoredEvent] = []
         if meta.seq > len(self._log):
-            foreign = yield from self.store.tiers.load(
-                self.call_id, meta, len(self._log) + 1, base.chain if base else genesis(self.call_id)
-            )
-            self._adopt(foreign)
+            base = self._log[-1].chain if self._log else genesis(self.call_id)
+            foreign = yield from self.store.tiers.load(self.call_id, meta, len(self._log) + 1, base)
+        # No await from here on, so a record_nowait cannot slip in between.
+        if self._mark is not None:
+            self._folder.rollback(self._mark)
+            self._mark = None
+        self._adopt(foreign)
         if self._queue:
             self._mark = self._folder.snapshot()
             self._stage_queue()
@@ -262,11 +262,12 @@ class Session:
     def _flush_queue(self, target: str | None = None) -> Flow[int]:
         """Make every queued event durable, in order. Returns the stored seq of ``target``."""
         found = 0
-        for _ in range(self.store.retries):
-            if not self._queue:
-                return found
-            stored = self._staged
-            events = [ev for ev, _ in self._queue]
+        conflicts = 0
+        while self._queue:
+            # Copies: record_nowait may queue more while this append is in flight.
+            n = len(self._queue)
+            stored = self._staged[:n]
+            events = [ev for ev, _ in self._queue[:n]]
             res = yield from self.store.tiers.append(self.call_id, stored, stored[0].seq - 1, self.epoch)
             if res.status == "ok":
                 for ev, se in zip(events, stored, strict=True):
@@ -274,9 +275,29 @@ class Session:
                         found = se.seq
                 self._log.extend(stored)
                 self._ids.update(se.id for se in stored)
-                self._queue, self._staged, self._mark = [], [], None
                 self._error = None
-                return found
+                rest, rest_staged = self._queue[n:], self._staged[n:]
+                if not rest:
+                    self._queue, self._staged, self._mark = [], [], None
+                    return found
+                # Events queued meanwhile stay staged after these; move the mark past the batch.
+                assert self._mark is not None
+                folder = self._folder
+                folder.rollback(self._mark)
+                for ev, se in zip(events, stored, strict=True):
+                    folder.apply(ev, se.seq, se.chain, ev.agent or self.agent)
+                self._mark = folder.snapshot()
+                for (ev, _), se in zip(rest, rest_staged, strict=True):
+                    folder.apply(ev, se.seq, se.chain, ev.agent or self.agent)
+                self._queue, self._staged = rest, rest_staged
+                continue
+            conflicts += 1
+            if conflicts > self.store.retries:
+                raise SeqConflict(
+                    f"call {self.call_id!r}: gave up after {self.store.retries} conflicting writes",
+                    expected=stored[0].seq - 1,
+                    actual=-1 if res.meta is None else res.meta.seq,
+                )
             if res.status == "duplicate":
                 if target is not None and target in res.duplicates:
                     found = res.duplicates[target]
@@ -285,8 +306,6 @@ class Session:
                 if meta is None:
                     raise CallNotFound(f"call {self.call_id!r} was deleted")
                 yield from self._catch_up(meta)
-                if not self._queue:
-                    self._mark = None
                 continue
             meta = res.meta
             if meta is None:
@@ -294,11 +313,7 @@ class Session:
             yield from self._catch_up(meta)
             if meta.epoch != self.epoch or meta.ended:
                 raise self._fenced(meta)
-        raise SeqConflict(
-            f"call {self.call_id!r}: gave up after {self.store.retries} conflicting writes",
-            expected=self._folder.seq,
-            actual=-1,
-        )
+        return found
 
     def _sync_guard(self) -> None:
         if self._busy or (self._drainer is not None and not self._drainer.done()):
