@@ -63,12 +63,19 @@ class Backend(Protocol):
         """Current metadata, or ``None`` if the call does not exist."""
 
     def append(
-        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
     ) -> AppendResult:
         """Store ``events`` (seqs ``expected_seq + 1 ...``) in one atomic step, if and only if:
 
         - no event id is already stored for the call (else ``duplicate``, nothing written);
-        - the call's seq is ``expected_seq`` (0: the call must not exist yet);
+        - the call's seq is ``expected_seq`` (0: the call must not exist yet) and, when
+          ``expected_head`` is given, its chain head is ``expected_head`` (so a writer
+          that still holds a deleted call cannot append to a new call of the same id);
         - when ``expected_epoch`` is not None (owner writes, redemption, takeover):
           the call's epoch is ``expected_epoch`` and it has not ended.
 
@@ -96,7 +103,12 @@ class Backend(Protocol):
 
     async def aget_meta(self, call_id: str) -> CallMeta | None: ...
     async def aappend(
-        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
     ) -> AppendResult: ...
     async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]: ...
     async def awrite_at(self, call_id: str, events: Sequence[StoredEvent]) -> int: ...

@@ -157,8 +157,9 @@ def event_fields(event: Event) -> dict[str, Any]:
         out[key] = value
     out[_TYPE_KEY] = tn
     if event.extra:
+        known = {f.key for f in spec.fields}
         for k, v in event.extra.items():
-            if k in out or k in RESERVED_KEYS:
+            if k in known or k in RESERVED_KEYS:
                 raise InvalidEvent(f"{tn}: extra field {k!r} collides with a known field")
             out[k] = canonical(v)
     return {k: out[k] for k in sorted(out)}

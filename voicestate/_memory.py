@@ -38,7 +38,12 @@ class MemoryBackend:
         return CallMeta(last.seq, last.epoch, last.chain, call.ended)
 
     def append(
-        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
     ) -> AppendResult:
         with self._lock:
             call = self._calls.get(call_id)
@@ -52,8 +57,10 @@ class MemoryBackend:
                     return AppendResult("duplicate", None, {e.id: ids[e.id] for e in events if e.id in ids})
             stored = call.events
             n = len(stored)
-            if n != expected_seq or (
-                expected_epoch is not None and n and (call.ended or stored[-1].epoch != expected_epoch)
+            if (
+                n != expected_seq
+                or (n and expected_head is not None and stored[-1].chain != expected_head)
+                or (expected_epoch is not None and n and (call.ended or stored[-1].epoch != expected_epoch))
             ):
                 return AppendResult("conflict", self.get_meta(call_id))
             for e in events:
@@ -63,7 +70,7 @@ class MemoryBackend:
                     call.ended = True
             return OK
 
-    def append_one(self, call_id: str, event: StoredEvent, expected_epoch: int) -> bool:
+    def append_one(self, call_id: str, event: StoredEvent, expected_epoch: int, expected_head: bytes) -> bool:
         """The owner's single-event append, inline: True if stored; False means
         "take the general path" (conflict, duplicate, fenced or missing call)."""
         with self._lock:
@@ -71,7 +78,7 @@ class MemoryBackend:
             if call is None or event.id in call.ids or call.ended:
                 return False
             stored = call.events
-            if len(stored) != event.seq - 1 or stored[-1].epoch != expected_epoch:
+            if len(stored) != event.seq - 1 or stored[-1].epoch != expected_epoch or stored[-1].chain != expected_head:
                 return False
             stored.append(event)
             call.ids[event.id] = event.seq
@@ -119,9 +126,14 @@ class MemoryBackend:
         return self.get_meta(call_id)
 
     async def aappend(
-        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
     ) -> AppendResult:
-        return self.append(call_id, events, expected_seq, expected_epoch)
+        return self.append(call_id, events, expected_seq, expected_epoch, expected_head)
 
     async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         return self.load(call_id, from_seq, to_seq)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._backend import OK, AppendResult, CallMeta
 from ._codec import CHAIN_BYTES, StoredEvent, chain_next, decode_event, encode_event, genesis
 from ._context import ContextPolicy
-from ._errors import CallNotFound, FencedError, InvalidEvent, SeqConflict, VoiceStateError
+from ._errors import CallNotFound, FencedError, IntegrityError, InvalidEvent, SeqConflict, VoiceStateError
 from ._events import (
     HANDOFF_KINDS,
     RESERVED_TYPES,
@@ -106,9 +106,19 @@ class Session:
     def _catch_up(self, meta: CallMeta) -> Flow[None]:
         """Fold in events others appended after our confirmed seq, re-staging queued ones after them."""
         foreign: list[StoredEvent] = []
-        if meta.seq > len(self._log):
-            base = self._log[-1].chain if self._log else genesis(self.call_id)
-            foreign = yield from self.store.tiers.load(self.call_id, meta, len(self._log) + 1, base)
+        mine = len(self._log)
+        head = self._log[-1].chain if self._log else genesis(self.call_id)
+        replaced = meta.seq < mine or (meta.seq == mine and meta.head != head)
+        if meta.seq > mine:
+            try:
+                foreign = yield from self.store.tiers.load(self.call_id, meta, mine + 1, head)
+            except IntegrityError:
+                replaced = True  # what follows our seq does not chain onto our log
+        if replaced:
+            raise FencedError(
+                f"call {self.call_id!r} was deleted and created anew since {self.agent!r} joined it; "
+                "this session's writes are refused (resume the new call instead)"
+            )
         # No await from here on, so a record_nowait cannot slip in between.
         if self._mark is not None:
             self._folder.rollback(self._mark)
@@ -218,7 +228,9 @@ class Session:
         for _ in range(retries):
             folder = self._folder
             stored = self._stage(items, folder.seq, folder.chain)
-            res: AppendResult = yield from self.store.tiers.append(self.call_id, stored, folder.seq, self.epoch)
+            res: AppendResult = yield from self.store.tiers.append(
+                self.call_id, stored, folder.seq, self.epoch, folder.chain
+            )
             if res.status == "ok":
                 self._confirm([ev for ev, _ in items], stored)
                 return stored[-1].seq
@@ -268,7 +280,8 @@ class Session:
             n = len(self._queue)
             stored = self._staged[:n]
             events = [ev for ev, _ in self._queue[:n]]
-            res = yield from self.store.tiers.append(self.call_id, stored, stored[0].seq - 1, self.epoch)
+            head = self._log[-1].chain if self._log else genesis(self.call_id)
+            res = yield from self.store.tiers.append(self.call_id, stored, stored[0].seq - 1, self.epoch, head)
             if res.status == "ok":
                 for ev, se in zip(events, stored, strict=True):
                     if ev.id == target:
@@ -363,7 +376,7 @@ class Session:
             data = encode_event(ev, self.agent)
             chain = _sha256(folder.chain + data).digest()[:CHAIN_BYTES]
             se = StoredEvent(seq, ev.id, data, chain, self.epoch, False)
-            if inline.append_one(self.call_id, se, self.epoch):
+            if inline.append_one(self.call_id, se, self.epoch, folder.chain):
                 folder.apply(ev, seq, chain, ev.agent or self.agent)
                 self._log.append(se)
                 self._ids.add(se.id)
@@ -373,7 +386,7 @@ class Session:
             # A lone in-process tier: one conditional append, inline, no generator hop.
             folder = self._folder
             stored = self._stage(items, folder.seq, folder.chain)
-            if inline.append(self.call_id, stored, folder.seq, self.epoch) is OK:
+            if inline.append(self.call_id, stored, folder.seq, self.epoch, folder.chain) is OK:
                 self._confirm([ev for ev, _ in items], stored)
                 return stored[-1].seq
         self._surface_sync()

@@ -107,7 +107,12 @@ class SQLiteBackend:
             raise BackendUnavailable(f"{self.url}: {exc}") from exc
 
     def append(
-        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
     ) -> AppendResult:
         conn = self._conn()
         try:
@@ -121,8 +126,12 @@ class SQLiteBackend:
                     return AppendResult("duplicate", None, dict(rows))
                 meta = self._meta(conn, call_id)
                 seq = 0 if meta is None else meta.seq
-                if seq != expected_seq or (
-                    expected_epoch is not None and meta is not None and (meta.ended or meta.epoch != expected_epoch)
+                if (
+                    seq != expected_seq
+                    or (meta is not None and expected_head is not None and meta.head != expected_head)
+                    or (
+                        expected_epoch is not None and meta is not None and (meta.ended or meta.epoch != expected_epoch)
+                    )
                 ):
                     return AppendResult("conflict", meta)
                 self._insert(conn, call_id, events, meta)
@@ -214,9 +223,14 @@ class SQLiteBackend:
         return await asyncio.to_thread(self.get_meta, call_id)
 
     async def aappend(
-        self, call_id: str, events: Sequence[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
     ) -> AppendResult:
-        return await asyncio.to_thread(self.append, call_id, events, expected_seq, expected_epoch)
+        return await asyncio.to_thread(self.append, call_id, events, expected_seq, expected_epoch, expected_head)
 
     async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         return await asyncio.to_thread(self.load, call_id, from_seq, to_seq)

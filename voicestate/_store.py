@@ -104,7 +104,7 @@ class Store:
         started = CallStarted(meta=dict(meta or {}), tenant=self.tenant, agent=agent)
         items = session._prepare([started], internal=True)
         stored = session._stage(items, 0, genesis(call_id))
-        res: AppendResult = yield from self.tiers.append(call_id, stored, 0, 1)
+        res: AppendResult = yield from self.tiers.append(call_id, stored, 0, 1, None)
         if res.status != "ok":
             raise OwnershipError(
                 f"call {call_id!r} already exists; join it with resume() (or takeover=True if its owner died)"
@@ -186,7 +186,7 @@ class Store:
             session.epoch = st.epoch  # the condition: the epoch we read
             items = session._prepare([change], internal=True)
             stored = session._stage(items, st.seq, st.chain)
-            res = yield from self.tiers.append(call_id, stored, st.seq, st.epoch)
+            res = yield from self.tiers.append(call_id, stored, st.seq, st.epoch, st.chain)
             if res.status == "ok":
                 session.epoch = change.epoch
                 session._confirm([change], stored)
@@ -313,7 +313,7 @@ class Store:
                 seq += 1
                 head = chain_next(head, data)
                 stored.append(StoredEvent(seq, ev.id, data, head, meta.epoch, isinstance(ev, CallEnded)))
-            res = yield from self.tiers.append(call_id, stored, meta.seq, None)
+            res = yield from self.tiers.append(call_id, stored, meta.seq, None, meta.head)
             if res.status == "ok":
                 return seq
             if res.status == "duplicate":

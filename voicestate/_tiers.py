@@ -131,9 +131,16 @@ class Tiers:
     # -- writes --------------------------------------------------------------
 
     def append(
-        self, call_id: str, events: list[StoredEvent], expected_seq: int, expected_epoch: int | None
+        self,
+        call_id: str,
+        events: list[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None,
     ) -> Flow[AppendResult]:
-        res: AppendResult = yield call(self.deciding.backend, "append", call_id, events, expected_seq, expected_epoch)
+        res: AppendResult = yield call(
+            self.deciding.backend, "append", call_id, events, expected_seq, expected_epoch, expected_head
+        )
         if res.status == "ok":
             for tier in self.hot:
                 yield from self._fill(tier, call_id, events)
@@ -292,7 +299,8 @@ class BehindWriter:
             if failed:
                 if stopping:
                     return
-                time.sleep(backoff)
+                with self._cond:  # a barrier's mark() wakes this early
+                    self._cond.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
             else:
                 backoff = 0.01

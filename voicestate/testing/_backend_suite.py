@@ -85,6 +85,18 @@ class BackendConformance:
         assert res.meta is not None and res.meta.seq == 2
         assert [e.seq for e in backend.load("c1")] == [1, 2]
 
+    def test_head_condition(self, backend: Backend) -> None:
+        # same seq and epoch, another incarnation of the call: the head tells them apart
+        evs = started("c1", 1)
+        backend.append("c1", evs, 0, 1)
+        other = started("c1", 1)  # what a writer of a deleted, older call would hold
+        nxt = make_events("c1", [Note("ghost")], start_seq=2, head=other[-1].chain)
+        res = backend.append("c1", nxt, 2, 1, other[-1].chain)
+        assert res.status == "conflict"
+        assert res.meta is not None and res.meta.head == evs[-1].chain
+        good = make_events("c1", [Note("mine")], start_seq=2, head=evs[-1].chain)
+        assert backend.append("c1", good, 2, None, evs[-1].chain).status == "ok"
+
     def test_epoch_condition_only_for_owner_writes(self, backend: Backend) -> None:
         evs = started("c1")
         backend.append("c1", evs, 0, 1)
