@@ -52,7 +52,13 @@ def parse_keys(spec: str | Mapping[str, str | bytes] | KeyRing) -> KeyRing:
             pairs.append((kid.strip(), text.encode()))
     elif isinstance(spec, Mapping):
         for name, value in spec.items():
-            pairs.append((name, value.encode() if isinstance(value, str) else bytes(value)))
+            if not isinstance(name, str):
+                raise ConfigError(f"signing key id {name!r} must be a string")
+            if isinstance(value, str):
+                value = value.encode()
+            elif not isinstance(value, (bytes, bytearray)):
+                raise ConfigError(f"signing key {name!r}: the secret must be str or bytes, not {type(value).__name__}")
+            pairs.append((name, bytes(value)))
     else:
         raise ConfigError(f"signing keys must be a 'kid:secret,...' string or a mapping, not {type(spec).__name__}")
     if not pairs:

@@ -215,7 +215,7 @@ class HandoffPacket:
         try:
             raw = unpackb(data)
         except Exception as exc:
-            raise PacketError("malformed", f"not a msgpack packet: {exc}") from None
+            raise PacketError("malformed", f"not a msgpack packet: {type(exc).__name__} {exc}".rstrip()) from None
         packet = _from_map(raw, binary=True, keys=keys)
         if packet.to_bytes() != data:
             raise PacketError("malformed", "not the canonical msgpack encoding of a packet")
@@ -344,10 +344,7 @@ def _from_map(raw: Any, *, binary: bool, keys: KeyRing | str | Mapping[str, str 
     epoch = get("epoch", lambda v: _is_int(v) and v >= 1, "a positive integer")
     if events is not None and len(events) != seq:
         raise PacketError("malformed", f"{len(events)} inline events for seq {seq}")
-    try:
-        ring = parse_keys(keys)
-    except Exception as exc:
-        raise PacketError("unknown_key", f"no usable keys to verify with: {exc}") from None
+    ring = parse_keys(keys)  # a bad key spec is the receiver's ConfigError, not the packet's fault
     return HandoffPacket(
         packet_id=get("packet_id", s, "a string"),
         call_id=get("call_id", s, "a string"),
