@@ -404,6 +404,28 @@ def make_converter() -> cattrs.Converter:
     )
     conv.register_unstructure_hook(bytes, lambda b: b.hex())
     conv.register_structure_hook(bytes, lambda s, _t: bytes.fromhex(s))
+    from ._state import CallState  # the state module imports this one
+
+    def state_to_dict(st: CallState) -> dict[str, Any]:
+        return {
+            "call_id": st.call_id,
+            "tenant": st.tenant,
+            "owner": st.owner,
+            "epoch": st.epoch,
+            "seq": st.seq,
+            "status": st.status,
+            "chain": st.chain.hex(),
+            "meta": dict(st.meta),
+            "turns": [t._asdict() for t in st.turns],
+            "tools": {k: conv.unstructure(v) for k, v in st.tools.items()},
+            "slots": dict(st.slots),
+            "private_slots": {k: dict(v) for k, v in st.private_slots.items()},
+            "handoffs": [event_to_dict(h) for h in st.handoffs],
+            "notes": [event_to_dict(n) for n in st.notes],
+            "pending_handoff": None if st.pending_handoff is None else st.pending_handoff.packet_id,
+        }
+
+    conv.register_unstructure_hook(CallState, state_to_dict)
     return conv
 
 
