@@ -623,7 +623,9 @@ def test_context_handoff_summary_and_private_slots(mem_store: vs.Store) -> None:
     assert "double charged in March" in s.context("openai")[0]["content"]
     b = mem_store.resume(packet, agent="billing")
     b.record(vs.SlotsSet({"refund_code": "billing-private-4411"}, scope="agent:billing"))
-    assert "triage-private-7781" in json.dumps(dict(b.state.private_slots))  # it is in the state...
+    assert "triage-private-7781" in json.dumps(
+        {k: dict(v) for k, v in b.state.private_slots.items()}
+    )  # it is in the state...
     billing_view = json.dumps(b.context("openai"))
     assert "triage-private-7781" not in billing_view  # ... but never in another agent's context
     assert "double charged in March" in billing_view

@@ -134,6 +134,8 @@ def unpackb(data: bytes) -> Any:
 def event_fields(event: Event) -> dict[str, Any]:
     """The event's fields under their encoded keys, validated, defaults left out."""
     if isinstance(event, UnknownEvent):
+        for k, v in event.fields.items():
+            _check_extra(event.type_name, k, v)
         out = dict(event.fields)
         out[_TYPE_KEY] = event.type_name
         out["i"], out["w"] = event.id, event.at
@@ -161,6 +163,7 @@ def event_fields(event: Event) -> dict[str, Any]:
         for k, v in event.extra.items():
             if k in known or k in RESERVED_KEYS:
                 raise InvalidEvent(f"{tn}: extra field {k!r} collides with a known field")
+            _check_extra(tn, k, v)
             out[k] = canonical(v)
     return {k: out[k] for k in sorted(out)}
 
@@ -174,6 +177,13 @@ def _encode_generic(event: Event, agent: str | None) -> bytes:
 
 
 _ENCODERS: dict[type[Event], Callable[[Event, str | None], bytes]] = {}
+
+
+def _check_extra(type_name: str, key: object, value: Any) -> None:
+    """Fields this version does not know must still be plain data (JSON-compatible)."""
+    if not isinstance(key, str):
+        raise InvalidEvent(f"{type_name}: field name {key!r} is not a string")
+    check_field(type_name, key, JSON, value)
 
 
 def encode_event(event: Event, agent: str | None = None) -> bytes:
@@ -234,11 +244,11 @@ def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
             if kind == "opt_float":
                 skip = f"{v} is None"
         elif kind in ("int", "opt_int"):
-            check = f"{v}.__class__ is not int"
+            check = f"{v}.__class__ is not int or not -9223372036854775808 <= {v} < 18446744073709551616"
             if kind == "opt_int":
                 skip = f"{v} is None"
         elif kind == "turn_ref":
-            check = f"{v}.__class__ is not int and {v}.__class__ is not str"
+            check = f"{v}.__class__ is not str and ({v}.__class__ is not int or not -(2**63) <= {v} < 2**64)"
             skip = f"{v} is None"
         else:  # json, json_map: validated by the generic path, which also sorts nested maps
             lines.append(f"    if not ({skip or 'False'}):")
@@ -308,6 +318,8 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
     if cls is None:
         if _VERSION_KEY in raw:
             fields[_VERSION_KEY] = raw[_VERSION_KEY]
+        for k, v in fields.items():
+            _check_extra(type_name, k, v)
         return UnknownEvent(type_name=type_name, fields=fields, seq=seq, chain=chain, **base)
     kwargs: dict[str, Any] = {}
     for key, attr, kind, default in _spec(cls).payload:
@@ -318,6 +330,8 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
         elif default is _MISSING:
             raise InvalidEvent(f"{type_name} event lacks its field {attr!r}")
     fields.pop(_VERSION_KEY, None)
+    for k, v in fields.items():
+        _check_extra(type_name, k, v)
     extra = fields if fields else EMPTY
     try:
         return cls(seq=seq, chain=chain, extra=extra, **base, **kwargs)
@@ -355,7 +369,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     """A readable dict: ``type`` plus every field by its full name."""
     out: dict[str, Any] = {"type": event.TYPE if not isinstance(event, UnknownEvent) else event.type_name}
     if isinstance(event, UnknownEvent):
-        out.update(id=event.id, at=event.at, agent=event.agent, fields=dict(event.fields))
+        out.update(id=event.id, at=event.at, agent=event.agent, seq=event.seq, fields=dict(event.fields))
     else:
         for f in attrs.fields(type(event)):
             if f.name in ("chain", "extra"):

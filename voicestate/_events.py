@@ -296,7 +296,8 @@ def _check_json(value: Any, path: str, depth: int = 0) -> None:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    # msgpack holds 64 bits: refuse what it could not encode, with a typed error
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**64
 
 
 _CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -316,8 +317,8 @@ _EXPECTED = {
     BOOL: "a bool",
     FLOAT: "a finite number",
     OPT_FLOAT: "a finite number or None",
-    INT: "an integer",
-    OPT_INT: "an integer or None",
+    INT: "an integer (64 bits)",
+    OPT_INT: "an integer (64 bits) or None",
     TURN_REF: "a seq, an event id, an AgentSpoke or None",
     JSON_MAP: "a dict with string keys",
 }

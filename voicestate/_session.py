@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 
 _CHECKED = frozenset({Interrupted, ToolCalled, ToolReturned, ToolCancelled, SlotsSet})
+_new_tuple = tuple.__new__  # builds a NamedTuple without its keyword-handling __new__
 _PLAIN = frozenset({UserSpoke, AgentSpoke, Note})  # no reference to check, no ownership effect
 
 
@@ -375,7 +376,7 @@ class Session:
             seq = folder.seq + 1
             data = encode_event(ev, self.agent)
             chain = _sha256(folder.chain + data).digest()[:CHAIN_BYTES]
-            se = StoredEvent(seq, ev.id, data, chain, self.epoch, False)
+            se = _new_tuple(StoredEvent, (seq, ev.id, data, chain, self.epoch, False))
             if inline.append_one(self.call_id, se, self.epoch, folder.chain):
                 folder.apply(ev, seq, chain, ev.agent or self.agent)
                 self._log.append(se)

@@ -10,6 +10,7 @@ taking a snapshot never copies the call.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import attrs
@@ -69,13 +70,29 @@ class ToolCall:
     seq: int = 0
 
 
+History = dict[Any, list[tuple[int, Any]]]
+"""key -> [(seq, value)] in seq order: every change, never rewritten, so a
+snapshot at seq S sees the last value at or before S without anything being copied."""
+
+_GONE: Any = object()  # a deleted slot
+
+
+def _at(history: History, key: Any, seq: int) -> Any:
+    entries = history.get(key)
+    if entries:
+        for at, value in reversed(entries):  # changes to one key are few
+            if at <= seq:
+                return value
+    return _GONE
+
+
 class _Seq(Sequence[Any]):
-    """A read-only view of the first ``n`` items of an append-only list, with overlay."""
+    """A read-only view of the first ``n`` items of an append-only list, as of ``seq``."""
 
-    __slots__ = ("_base", "_n", "_over")
+    __slots__ = ("_base", "_changes", "_n", "_seq")
 
-    def __init__(self, base: list[Any], n: int, over: Mapping[int, Any] | None = None) -> None:
-        self._base, self._n, self._over = base, n, over
+    def __init__(self, base: list[Any], n: int, changes: History | None = None, seq: int = 0) -> None:
+        self._base, self._n, self._changes, self._seq = base, n, changes, seq
 
     def __len__(self) -> int:
         return self._n
@@ -91,17 +108,20 @@ class _Seq(Sequence[Any]):
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(i)
-        if self._over:
-            hit = self._over.get(i)
-            if hit is not None:
+        if self._changes:
+            hit = _at(self._changes, i, self._seq)
+            if hit is not _GONE:
                 return hit
         return self._base[i]
 
     def __iter__(self) -> Iterator[Any]:
-        over = self._over
-        base = self._base
+        changes, base, seq = self._changes, self._base, self._seq
         for i in range(self._n):
-            yield (over.get(i) or base[i]) if over else base[i]
+            if changes and i in changes:
+                hit = _at(changes, i, seq)
+                yield base[i] if hit is _GONE else hit
+            else:
+                yield base[i]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
@@ -135,6 +155,66 @@ class _Tools(Mapping[str, ToolCall]):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+class _Slots(Mapping[str, Any]):
+    """Slots as of a snapshot: the last value of each key at or before ``seq``."""
+
+    __slots__ = ("_history", "_seq")
+
+    def __init__(self, history: History, seq: int) -> None:
+        self._history, self._seq = history, seq
+
+    def __getitem__(self, key: str) -> Any:
+        value = _at(self._history, key, self._seq)
+        if value is _GONE:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        # dict order is first-set order; keys set after the snapshot are skipped
+        return (k for k in list(self._history) if _at(self._history, k, self._seq) is not _GONE)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+class _Private(Mapping[str, Mapping[str, Any]]):
+    """agent name -> that agent's private slots, as of a snapshot."""
+
+    __slots__ = ("_histories", "_seq")
+
+    def __init__(self, histories: dict[str, History], seq: int) -> None:
+        self._histories, self._seq = histories, seq
+
+    def __getitem__(self, agent: str) -> Mapping[str, Any]:
+        history = self._histories.get(agent)
+        view = _Slots(history, self._seq) if history is not None else None
+        if view is None or not view:
+            raise KeyError(agent)
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return (a for a in list(self._histories) if _Slots(self._histories[a], self._seq))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return repr({k: dict(v) for k, v in self.items()})
+
+
+def _copy_json(value: Any) -> Any:
+    """A private copy of a JSON-like value, so a caller mutating its dict later
+    cannot change the state behind the log's back."""
+    if isinstance(value, Mapping):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 class CallState:
@@ -180,6 +260,9 @@ class CallState:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("CallState is immutable")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("CallState is immutable")
+
     def pending_tools(self) -> list[ToolCall]:
         """Tool calls with no result yet: they must survive a handoff."""
         return [t for t in self.tools.values() if t.status == "pending"]
@@ -210,10 +293,16 @@ class CallState:
 
 
 _set = object.__setattr__
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Folder:
-    """Folds events into state; ``snapshot()`` hands out immutable CallStates."""
+    """Folds events into state; ``snapshot()`` hands out immutable CallStates.
+
+    Nothing a snapshot can see is ever modified: lists only grow, and in-place
+    changes (an interruption, a tool result, a slot) are appended to per-key
+    histories stamped with their seq, which a snapshot reads as of its own seq.
+    """
 
     def __init__(self, call_id: str, genesis: bytes) -> None:
         self.call_id = call_id
@@ -223,21 +312,18 @@ class Folder:
         self.seq = 0
         self.chain = genesis
         self.status: Literal["active", "ended"] = "active"
-        self.meta: Mapping[str, Any] = {}
+        self.meta: Mapping[str, Any] = _EMPTY
         self.ended_reason: str | None = None
         self.turns: list[Turn] = []
         self.tools: list[ToolCall] = []
         self.handoffs: list[HandedOff] = []
         self.notes: list[Note] = []
         self.pending_handoff: HandedOff | None = None
-        # copy-on-write parts; a flag says a snapshot shares them
-        self._turn_over: dict[int, Turn] = {}
-        self._tool_over: dict[int, ToolCall] = {}
-        self._slots: dict[str, Any] = {}
-        self._private: dict[str, dict[str, Any]] = {}
-        self._shared = False
-        self._owned_private: set[str] = set()
-        # indexes: append-only, never shared with snapshots
+        self._turn_changes: History = {}
+        self._tool_changes: History = {}
+        self._slots: History = {}
+        self._private: dict[str, History] = {}
+        # indexes: they only gain keys
         self._agent_turn_by_seq: dict[int, int] = {}
         self._agent_turn_by_id: dict[str, int] = {}
         self._last_agent_turn = -1
@@ -252,21 +338,20 @@ class Folder:
         snap = self._snap
         if snap is not None:
             return snap
-        self._shared = True
-        self._owned_private = set()
+        seq = self.seq
         s = object.__new__(CallState)
         _set(s, "call_id", self.call_id)
         _set(s, "tenant", self.tenant)
         _set(s, "owner", self.owner)
         _set(s, "epoch", self.epoch)
-        _set(s, "seq", self.seq)
+        _set(s, "seq", seq)
         _set(s, "status", self.status)
         _set(s, "meta", self.meta)
         _set(s, "chain", self.chain)
-        _set(s, "turns", _Seq(self.turns, len(self.turns), self._turn_over))
-        _set(s, "tools", _Tools(_Seq(self.tools, len(self.tools), self._tool_over), self._tool_index))
-        _set(s, "slots", self._slots)
-        _set(s, "private_slots", self._private)
+        _set(s, "turns", _Seq(self.turns, len(self.turns), self._turn_changes, seq))
+        _set(s, "tools", _Tools(_Seq(self.tools, len(self.tools), self._tool_changes, seq), self._tool_index))
+        _set(s, "slots", _Slots(self._slots, seq))
+        _set(s, "private_slots", _Private(self._private, seq))
         _set(s, "handoffs", _Seq(self.handoffs, len(self.handoffs)))
         _set(s, "notes", _Seq(self.notes, len(self.notes)))
         _set(s, "pending_handoff", self.pending_handoff)
@@ -275,8 +360,29 @@ class Folder:
         return s
 
     def rollback(self, snap: CallState) -> None:
-        """Undo everything folded since ``snap`` was taken from this folder."""
-        _rollback(self, snap)
+        """Undo everything folded since ``snap`` was taken from this folder.
+
+        Cut lists and histories are new objects, so snapshots taken since keep
+        what they saw.
+        """
+        seq = snap.seq
+        self.seq, self.chain, self.owner, self.epoch = seq, snap.chain, snap.owner, snap.epoch
+        self.status, self.meta, self.tenant = snap.status, snap.meta, snap.tenant
+        self.pending_handoff, self.ended_reason = snap.pending_handoff, snap.ended_reason
+        n_turns, n_tools = len(snap.turns), len(snap.tools)
+        self.turns = self.turns[:n_turns]
+        self.tools = self.tools[:n_tools]
+        self.handoffs = self.handoffs[: len(snap.handoffs)]
+        self.notes = self.notes[: len(snap.notes)]
+        self._turn_changes = _cut(self._turn_changes, seq)
+        self._tool_changes = _cut(self._tool_changes, seq)
+        self._slots = _cut(self._slots, seq)
+        self._private = {a: _cut(h, seq) for a, h in self._private.items()}
+        self._tool_index = {k: v for k, v in self._tool_index.items() if v < n_tools}
+        self._agent_turn_by_seq = {k: v for k, v in self._agent_turn_by_seq.items() if v < n_turns}
+        self._agent_turn_by_id = {k: v for k, v in self._agent_turn_by_id.items() if v < n_turns}
+        self._last_agent_turn = max(self._agent_turn_by_seq.values(), default=-1)
+        self._snap = snap
 
     def agent_turn(self, ref: int | str | None) -> Turn | None:
         """The agent turn an ``Interrupted`` refers to, or None."""
@@ -285,10 +391,15 @@ class Folder:
 
     def tool(self, call_id: str) -> ToolCall | None:
         idx = self._tool_index.get(call_id)
-        return None if idx is None else (self._tool_over.get(idx) or self.tools[idx])
+        return None if idx is None else self._tool(idx)
 
     def _turn(self, idx: int) -> Turn:
-        return self._turn_over.get(idx) or self.turns[idx]
+        changes = self._turn_changes.get(idx)
+        return changes[-1][1] if changes else self.turns[idx]
+
+    def _tool(self, idx: int) -> ToolCall:
+        changes = self._tool_changes.get(idx)
+        return changes[-1][1] if changes else self.tools[idx]
 
     def _turn_index(self, ref: int | str | None) -> int:
         if ref is None:
@@ -305,14 +416,6 @@ class Folder:
             self.fates[pending.packet_id] = fate
             self.pending_handoff = None
 
-    def _unshare(self) -> None:
-        if self._shared:
-            self._turn_over = dict(self._turn_over)
-            self._tool_over = dict(self._tool_over)
-            self._slots = dict(self._slots)
-            self._private = dict(self._private)
-            self._shared = False
-
     def apply(self, ev: Event, seq: int, chain: bytes, agent: str | None) -> None:
         """Fold one stored event. ``agent`` is the writer (``ev.agent`` or the session's)."""
         self.seq = seq
@@ -321,10 +424,10 @@ class Folder:
         t = type(ev)
         if t is UserSpoke:
             if ev.final:  # type: ignore[attr-defined]
-                self.turns.append(Turn(seq, "user", agent, ev.text, at=ev.at))  # type: ignore[attr-defined]
+                self.turns.append(Turn(seq, "user", agent, ev.text, None, False, None, ev.at))  # type: ignore[attr-defined]
         elif t is AgentSpoke:
             idx = len(self.turns)
-            self.turns.append(Turn(seq, "agent", agent, ev.text, at=ev.at))  # type: ignore[attr-defined]
+            self.turns.append(Turn(seq, "agent", agent, ev.text, None, False, None, ev.at))  # type: ignore[attr-defined]
             self._agent_turn_by_seq[seq] = idx
             self._agent_turn_by_id[ev.id] = idx
             self._last_agent_turn = idx
@@ -332,50 +435,41 @@ class Folder:
             assert isinstance(ev, Interrupted)
             idx = self._turn_index(ev.turn)
             if idx >= 0:
-                self._unshare()
-                self._turn_over[idx] = self._turn(idx)._replace(heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms)
+                turn = self._turn(idx)._replace(heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms)
+                self._turn_changes.setdefault(idx, []).append((seq, turn))
         elif t is ToolCalled:
             assert isinstance(ev, ToolCalled)
             if ev.call_id not in self._tool_index:
                 self._tool_index[ev.call_id] = len(self.tools)
-                self.tools.append(ToolCall(ev.call_id, ev.name, ev.arguments, "pending", agent=agent, seq=seq))
+                args = MappingProxyType(_copy_json(ev.arguments))
+                self.tools.append(ToolCall(ev.call_id, ev.name, args, "pending", agent=agent, seq=seq))
         elif t is ToolReturned or t is ToolCancelled:
             call_id: str = ev.call_id  # type: ignore[attr-defined]
             found = self._tool_index.get(call_id)
             if found is None:  # a result for a call we never saw: keep it visible
                 idx = self._tool_index[call_id] = len(self.tools)
-                self.tools.append(ToolCall(call_id, "", {}, "pending", agent=agent, seq=seq))
+                self.tools.append(ToolCall(call_id, "", _EMPTY, "pending", agent=agent, seq=seq))
             else:
                 idx = found
-            current = self._tool_over.get(idx) or self.tools[idx]
+            current = self._tool(idx)
             if current.status == "pending":  # the first result wins
-                self._unshare()
                 if isinstance(ev, ToolReturned):
                     status: ToolStatus = "error" if ev.error is not None else "ok"
-                    self._tool_over[idx] = attrs.evolve(current, status=status, result=ev.result, error=ev.error)
+                    done = attrs.evolve(current, status=status, result=_copy_json(ev.result), error=ev.error)
                 else:
                     assert isinstance(ev, ToolCancelled)
-                    self._tool_over[idx] = attrs.evolve(current, status="cancelled", error=ev.reason)
+                    done = attrs.evolve(current, status="cancelled", error=ev.reason)
+                self._tool_changes.setdefault(idx, []).append((seq, done))
         elif t is SlotsSet:
             assert isinstance(ev, SlotsSet)
-            self._unshare()
             if ev.scope == "call":
                 target = self._slots
             elif ev.scope.startswith("agent:"):
-                name = ev.scope[6:]
-                inner = self._private.get(name)
-                if inner is None or name not in self._owned_private:
-                    inner = dict(inner or {})
-                    self._private[name] = inner
-                    self._owned_private.add(name)
-                target = inner
+                target = self._private.setdefault(ev.scope[6:], {})
             else:
                 return
             for k, v in ev.values.items():
-                if v is None:
-                    target.pop(k, None)
-                else:
-                    target[k] = v
+                target.setdefault(k, []).append((seq, _GONE if v is None else _copy_json(v)))
         elif t is Note:
             self.notes.append(_stamped(ev, seq, chain, agent))  # type: ignore[arg-type]
         elif t is HandedOff:
@@ -398,7 +492,7 @@ class Folder:
             )
         elif t is CallStarted:
             assert isinstance(ev, CallStarted)
-            self.meta = ev.meta
+            self.meta = MappingProxyType(_copy_json(ev.meta))
             self.tenant = ev.tenant
             self.owner = agent
             self.epoch = 1
@@ -410,36 +504,16 @@ class Folder:
         # Unknown and plugin event types change nothing here; they stay in the log.
 
 
+def _cut(history: History, seq: int) -> History:
+    out: History = {}
+    for key, entries in history.items():
+        kept = [e for e in entries if e[0] <= seq]
+        if kept:
+            out[key] = kept
+    return out
+
+
 def _stamped(ev: Event, seq: int, chain: bytes, agent: str | None) -> Event:
     if ev.seq == seq and ev.chain == chain and ev.agent == agent:
         return ev
     return attrs.evolve(ev, seq=seq, chain=chain, agent=agent)
-
-
-def _rollback(folder: Folder, snap: CallState) -> None:
-    """Return ``folder`` to the state of ``snap`` (taken from it earlier).
-
-    Lists are cut into new lists, so snapshots taken since keep what they saw.
-    """
-    f = folder
-    f.seq, f.chain, f.owner, f.epoch = snap.seq, snap.chain, snap.owner, snap.epoch
-    f.status, f.meta, f.tenant = snap.status, snap.meta, snap.tenant
-    f.pending_handoff, f.ended_reason = snap.pending_handoff, snap.ended_reason
-    turns: _Seq = snap.turns  # type: ignore[assignment]
-    tools: _Seq = snap.tools._items  # type: ignore[attr-defined]
-    n_turns, n_tools = len(turns), len(tools)
-    f.turns = f.turns[:n_turns]
-    f.tools = f.tools[:n_tools]
-    f.handoffs = f.handoffs[: len(snap.handoffs)]
-    f.notes = f.notes[: len(snap.notes)]
-    f._turn_over = turns._over  # type: ignore[assignment]
-    f._tool_over = tools._over  # type: ignore[assignment]
-    f._slots = snap.slots  # type: ignore[assignment]
-    f._private = snap.private_slots  # type: ignore[assignment]
-    f._shared = True
-    f._owned_private = set()
-    f._tool_index = {k: v for k, v in f._tool_index.items() if v < n_tools}
-    f._agent_turn_by_seq = {k: v for k, v in f._agent_turn_by_seq.items() if v < n_turns}
-    f._agent_turn_by_id = {k: v for k, v in f._agent_turn_by_id.items() if v < n_turns}
-    f._last_agent_turn = max(f._agent_turn_by_seq.values(), default=-1)
-    f._snap = snap
