@@ -540,6 +540,20 @@ def test_interim_user_speech_makes_no_turn(store: vs.Store) -> None:
     s.record(vs.UserSpoke("and", final=False))
     for st_ in (s.state, store.load("c")):
         assert [(t.role, t.text) for t in st_.turns] == [("user", "I was charged twice")]
+    # interim transcripts are not stored by default: the log holds the final one only
+    assert [e.text for e in store.events("c") if isinstance(e, vs.UserSpoke)] == ["I was charged twice"]
+
+
+def test_interim_user_speech_is_stored_when_asked(tmp_path: Any) -> None:
+    store = vs.open_store(f"sqlite:///{tmp_path / 'c.db'}", signing_keys="k1:0123456789abcdef0123", store_interim=True)
+    s = store.open("c", agent="triage")
+    seq = s.record(vs.UserSpoke("I was char", final=False))
+    s.record(vs.UserSpoke("I was charged twice"))
+    assert seq == 2
+    events = [e for e in store.events("c") if isinstance(e, vs.UserSpoke)]
+    assert [(e.text, e.final) for e in events] == [("I was char", False), ("I was charged twice", True)]
+    assert [t.text for t in store.load("c").turns] == ["I was charged twice"]
+    store.close()
 
 
 def test_tool_lifecycle_and_first_result_wins(store: vs.Store) -> None:

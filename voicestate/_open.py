@@ -88,12 +88,14 @@ def open_store(
     behind_queue: int = 10_000,
     barrier_timeout: float = 30.0,
     retries: int = 64,
+    store_interim: bool = False,
 ) -> Store:
     """Open a store over one backend or an ordered list of tiers, hottest first.
 
     With no URL, ``VOICESTATE_STORE`` (space-separated URLs) is read, else the
     embedded in-process default ``memory://``. Keys come from ``signing_keys``,
     else ``VOICESTATE_SIGNING_KEYS``, else a random per-process key (with a warning).
+    Interim transcripts (``UserSpoke(final=False)``) are dropped unless ``store_interim=True``.
     """
     if not urls:
         env = os.environ.get(STORE_ENV_VAR, "").split()
@@ -124,4 +126,5 @@ def open_store(
         skew=skew,
         retries=retries,
         barrier_timeout=barrier_timeout,
+        store_interim=store_interim,
     )

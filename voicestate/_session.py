@@ -177,6 +177,8 @@ class Session:
             if redact is not None:
                 ev = redact(ev)
             t = type(ev)
+            if t is UserSpoke and not ev.final and not self.store.store_interim:  # type: ignore[attr-defined]
+                continue  # interim transcripts are not stored by default
             if t in _CHECKED and ev.id not in known:  # a retry of a stored event is a no-op, not an error
                 self._check(ev, batch)
             batch.append(ev)
@@ -369,6 +371,7 @@ class Session:
             and len(events) == 1
             and events[0].__class__ in _PLAIN
             and not (self._queue or self._busy or self._error)
+            and getattr(events[0], "final", True)
         ):
             # The hottest path: one plain event into a lone in-process tier, inline.
             ev = events[0]
@@ -383,6 +386,8 @@ class Session:
                 self._ids.add(se.id)
                 return seq
         items = self._prepare(events)
+        if not items:  # only interim transcripts, which are not stored
+            return self._folder.seq
         if inline is not None and not (self._queue or self._busy or self._error):
             # A lone in-process tier: one conditional append, inline, no generator hop.
             folder = self._folder
@@ -397,6 +402,8 @@ class Session:
         """Async twin of :meth:`record`; never blocks the event loop."""
         items = self._prepare(events)
         await self._await_drainer()
+        if not items:  # only interim transcripts, which are not stored
+            return self._folder.seq
         return await self._arun(lambda: self._write(items))  # type: ignore[no-any-return]
 
     def _surface_sync(self) -> None:
@@ -419,6 +426,8 @@ class Session:
         stay queued. Outside a running event loop this records synchronously.
         """
         items = self._prepare(events)
+        if not items:  # only interim transcripts, which are not stored
+            return events[-1].id
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -70,8 +70,10 @@ class Store:
         skew: float = DEFAULT_SKEW,
         retries: int = 64,
         barrier_timeout: float = 30.0,
+        store_interim: bool = False,
     ) -> None:
         self.tiers = tiers
+        self.store_interim = store_interim
         self.keys = keys
         self.tenant = tenant
         self.packet_ttl = packet_ttl
