@@ -1,8 +1,30 @@
 from __future__ import annotations
 
+import uuid
 import warnings
+from collections.abc import Iterator
 
+import pytest
+
+import voicestate as vs
 from voicestate import EphemeralKeyWarning
 
 # Tests that do not pass keys on purpose would warn on every store.
 warnings.filterwarnings("ignore", category=EphemeralKeyWarning)
+
+DEFAULT_KEYS = "t1:tests-secret-0123456789abcdef"
+
+
+def memory_url(prefix: str = "t") -> str:
+    """A fresh named in-process store, private to one test."""
+    return f"memory://{prefix}-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> Iterator[vs.Store]:
+    """A fresh in-process store signing with the test module's ``KEYS`` (if it has them)."""
+    s = vs.open_store(memory_url(request.module.__name__), signing_keys=getattr(request.module, "KEYS", DEFAULT_KEYS))
+    try:
+        yield s
+    finally:
+        s.close()

@@ -8,12 +8,12 @@ import copy
 import gc
 import statistics
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
+from conftest import memory_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,19 +22,6 @@ from voicestate._codec import genesis
 from voicestate._state import Folder
 
 KEYS = "t1:test-fold-secret-0123456789"
-
-
-def _url() -> str:
-    return f"memory://fold-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def store() -> Iterator[vs.Store]:
-    s = vs.open_store(_url(), signing_keys=KEYS)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def plain(st_: vs.CallState) -> dict[str, Any]:
@@ -269,7 +256,7 @@ def _turn(seq: int, role: str, agent: str, text: str) -> dict[str, Any]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_live_fold_equals_fold_of_stored_bytes(data: st.DataObject) -> None:
-    store = vs.open_store(_url(), signing_keys=KEYS)
+    store = vs.open_store(memory_url(), signing_keys=KEYS)
     try:
         cid = "call-prop"
         s, model = _run_ops(data, store, cid)

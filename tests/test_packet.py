@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import msgpack
 import pytest
+from conftest import memory_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,19 +40,6 @@ PROPERTY = settings(
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def _url() -> str:
-    return f"memory://packet-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def store() -> Iterator[vs.Store]:
-    s = vs.open_store(_url(), signing_keys=KEYS)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _triage(store: vs.Store, call_id: str = "call-1") -> vs.Session:
@@ -359,7 +347,7 @@ class TestExpired:
         assert "s ago" in str(err.value)
 
     def test_expired_packet_through_resume(self) -> None:
-        store = vs.open_store(_url(), signing_keys=KEYS, skew=0.0)
+        store = vs.open_store(memory_url(), signing_keys=KEYS, skew=0.0)
         try:
             packet = _triage(store).handoff(to="billing", ttl=0.05)
             time.sleep(0.1)
@@ -388,8 +376,8 @@ class TestWrongTarget:
 
 class TestChainMismatch:
     def test_packet_from_another_store(self) -> None:
-        a = vs.open_store(_url(), signing_keys=KEYS)
-        b = vs.open_store(_url(), signing_keys=KEYS)
+        a = vs.open_store(memory_url(), signing_keys=KEYS)
+        b = vs.open_store(memory_url(), signing_keys=KEYS)
         try:
             packet = _triage(a).handoff(to="billing")
             sb = b.open("call-1", agent="triage")  # same id, another history
@@ -404,8 +392,8 @@ class TestChainMismatch:
             b.close()
 
     def test_packet_beyond_the_stored_log(self) -> None:
-        a = vs.open_store(_url(), signing_keys=KEYS)
-        b = vs.open_store(_url(), signing_keys=KEYS)
+        a = vs.open_store(memory_url(), signing_keys=KEYS)
+        b = vs.open_store(memory_url(), signing_keys=KEYS)
         try:
             packet = _triage(a).handoff(to="billing")
             b.open("call-1", agent="triage")  # one event only
@@ -499,7 +487,7 @@ class TestTooLarge:
 
 @pytest.fixture(scope="module")
 def sample() -> Iterator[dict[str, Any]]:
-    store = vs.open_store(_url(), signing_keys=KEYS)
+    store = vs.open_store(memory_url(), signing_keys=KEYS)
     try:
         plain = _triage(store, "call-p").handoff(to="billing", ttl=3600, summary="café ☕ refund")
         inline = _triage(store, "call-i").handoff(to="billing", ttl=3600, inline=True)
@@ -616,7 +604,7 @@ def test_any_change_to_an_inline_event_is_rejected(sample: dict[str, Any], encod
 
 
 def test_rotation_old_packets_verify_and_newest_signs() -> None:
-    url = _url()
+    url = memory_url()
     old_store = vs.open_store(url, signing_keys=OLD)
     rotated = vs.open_store(url, signing_keys=f"{NEW},{OLD}")
     try:
@@ -641,7 +629,7 @@ def test_rotation_old_packets_verify_and_newest_signs() -> None:
 
 
 def test_retired_key_gives_unknown_key() -> None:
-    url = _url()
+    url = memory_url()
     old_store = vs.open_store(url, signing_keys=OLD)
     retired = vs.open_store(url, signing_keys=NEW)
     try:
@@ -662,7 +650,7 @@ def test_keys_as_a_mapping() -> None:
     ring = vs.parse_keys(mapping)
     assert ring.current == "new"
     assert set(ring.keys) == {"new", "old"}
-    url = _url()
+    url = memory_url()
     old_store = vs.open_store(url, signing_keys=OLD)
     mapped = vs.open_store(url, signing_keys=mapping)
     try:
@@ -714,14 +702,14 @@ def test_bad_key_specs_are_config_errors(spec: Any, needle: str) -> None:
         vs.parse_keys(spec)
     assert needle in str(err.value)
     with pytest.raises(vs.ConfigError):
-        vs.open_store(_url(), signing_keys=spec)
+        vs.open_store(memory_url(), signing_keys=spec)
 
 
 @pytest.mark.parametrize(("spec", "needle"), BAD_KEY_SPECS[:5], ids=BAD_KEY_IDS[:5])
 def test_bad_key_spec_in_the_environment(monkeypatch: pytest.MonkeyPatch, spec: str, needle: str) -> None:
     monkeypatch.setenv("VOICESTATE_SIGNING_KEYS", spec)
     with pytest.raises(vs.ConfigError) as err:
-        vs.open_store(_url())
+        vs.open_store(memory_url())
     assert needle in str(err.value)
 
 
@@ -742,7 +730,7 @@ def test_bad_keys_given_to_a_decoder_are_config_errors(store: vs.Store, spec: An
 
 def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICESTATE_SIGNING_KEYS", f"{NEW},{OLD}")
-    env_store = vs.open_store(_url())
+    env_store = vs.open_store(memory_url())
     try:
         packet = _triage(env_store).handoff(to="billing")
         assert packet.key_id == "new"
@@ -763,7 +751,7 @@ def test_no_keys_warns_and_fails_loudly_elsewhere(monkeypatch: pytest.MonkeyPatc
     assert "VOICESTATE_SIGNING_KEYS" in str(record[0].message)
     with pytest.warns(vs.EphemeralKeyWarning):
         theirs = vs.open_store()
-    keyed = vs.open_store(_url(), signing_keys=KEYS)
+    keyed = vs.open_store(memory_url(), signing_keys=KEYS)
     try:
         assert mine.keys.ephemeral
         assert mine.keys.current != theirs.keys.current
@@ -808,7 +796,7 @@ def test_ephemeral_packet_rejected_by_a_shared_store(monkeypatch: pytest.MonkeyP
 
 def test_token_shape_and_limit() -> None:
     kid16 = "abcdefghijklmnop"
-    store = vs.open_store(_url(), signing_keys=f"{kid16}:0123456789abcdef0123")
+    store = vs.open_store(memory_url(), signing_keys=f"{kid16}:0123456789abcdef0123")
     try:
         call_id = "x" * 127 + "~"  # 128 printable ASCII characters
         s = store.open(call_id, agent="triage")
