@@ -25,14 +25,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")  # pinned: formatting must not drift under CI
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    session.install(".[test]", "mypy")
+    session.install(".[test]", "mypy==2.4.1")
     session.run("mypy")
 
 
