@@ -80,7 +80,7 @@ def test_demo_shows_the_pending_tool_and_the_token(demo: Ran) -> None:
 
 def test_demo_resumes_billing_in_another_process(demo: Ran) -> None:
     out = demo.stdout
-    m = re.search(r"\[billing\] pid (\d+) resumed in ([0-9.]+) ms: epoch 2, .*pending tools \['t1'\]", out)
+    m = re.search(r"\[billing\]\s+pid (\d+) resumed in ([0-9.]+) ms: epoch 2, .*pending tools \['t1'\]", out)
     assert m is not None, out
     pid = int(m.group(1))
     assert pid not in (os.getpid(), demo.pid)  # neither this process nor the demo's own
@@ -105,7 +105,26 @@ def test_demo_prints_the_timeline(demo: Ran) -> None:
     assert re.search(r"^\s*\d+\s+[0-9.]+\s+telephony\s+call end\s+caller hung up", timeline, re.M), timeline
     seqs = [int(x) for x in re.findall(r"^\s*(\d+)\s+[0-9.]+\s", timeline, re.M)]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert "final: status ended, owner None, epoch 2" in out
+    assert "final: status ended, owner None, epoch 3" in out
+    assert re.search(r"^\s*\d+\s+[0-9.]+\s+dana\s+owner\s+dana redeemed the handoff: epoch 3\s*$", timeline, re.M)
+
+
+def test_demo_escalates_to_a_human_with_the_summary(demo: Ran) -> None:
+    out = demo.stdout
+    assert re.search(r"\[dana\]\s+a human supervisor takes the call in [0-9.]+ ms \(epoch 3\)", out), out
+    summary = out.split("what dana sees", 1)[1].split("[telephony]", 1)[0]
+    assert "wants: refund a double charge" in summary
+    assert "account_id=A-77" in summary and "refund_id=R-981" in summary
+    assert 'Unanswered: "Thanks. Can I also talk to a supervisor about the late fee?"' in summary
+    # the billing agent's context is shown, heard-only, with the pending tool answered
+    context = out.split("context billing received", 1)[1].split("[billing]", 1)[0]
+    assert "Let me pull up your invoices" not in context
+    assert "still running" in context
+
+
+def test_demo_redacts_the_card_number(demo: Ran) -> None:
+    assert "4111 1111 1111 1111" not in demo.stdout.split("reads out a card number", 1)[1]
+    assert "[card ending 1111]" in demo.stdout
 
 
 def test_demo_reports_handoff_and_resume_times(demo: Ran) -> None:
@@ -135,7 +154,7 @@ def test_console_script_demo_with_a_sqlite_store(tmp_path: Path) -> None:
     store = vs.open_store(url, signing_keys=KEYS)
     try:
         st = store.load(call_id.group(1))
-        assert (st.status, st.owner, st.epoch) == ("ended", None, 2)
+        assert (st.status, st.owner, st.epoch) == ("ended", None, 3)
         assert st.tools["t1"].status == "ok"
         assert st.turns[1].interrupted
         assert st.turns[1].heard == "I'm sorry to hear that. Let me pull up"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._backend import AppendResult, Backend, CallMeta, Capabilities
 from ._codec import StoredEvent, decode_event, encode_event, make_converter
-from ._context import ContextPolicy
+from ._context import ContextPolicy, parse_context
 from ._errors import (
     BackendUnavailable,
     CallNotFound,
@@ -50,9 +50,11 @@ from ._events import (
 from ._keys import EphemeralKeyWarning, KeyRing, parse_keys
 from ._open import open_store, register_backend
 from ._packet import HandoffPacket, TokenClaims, decode_token
+from ._plugins import get_plugin_manager, register_plugin, unregister_plugin
 from ._session import Session
 from ._state import CallState, ToolCall, Turn
 from ._store import Opening, Store
+from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -104,9 +106,14 @@ __all__ = [
     "decode_event",
     "decode_token",
     "encode_event",
+    "get_plugin_manager",
+    "hookimpl",
     "make_converter",
     "open_store",
+    "parse_context",
     "parse_keys",
     "register_backend",
     "register_event_type",
+    "register_plugin",
+    "unregister_plugin",
 ]

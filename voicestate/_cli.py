@@ -1,4 +1,4 @@
-"""The ``voicestate`` command line."""
+"""The ``voicestate`` command line: subcommands come from ``register_commands`` hooks."""
 
 from __future__ import annotations
 
@@ -10,26 +10,33 @@ from ._errors import VoiceStateError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._plugins import registry
+
     p = argparse.ArgumentParser(prog="voicestate", description="Durable, resumable state for live voice calls.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run a scripted call with an interrupt, a tool call and a cross-process handoff")
-    demo.add_argument("--store", help="store URL (default: SQLite in a temporary directory)")
+    for name, command in sorted(registry().commands.items()):
+        sp = sub.add_parser(name, help=command.help, description=command.help)
+        if command.configure is not None:
+            command.configure(sp)
+        sp.set_defaults(_run=command.run)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            from ._demo import run_demo
-
-            return run_demo(args.store)
-        parser.print_help()
-        return 2
+        parser = _parser()
+        args = parser.parse_args(argv)
+        run = getattr(args, "_run", None)
+        if run is None:
+            parser.print_help()
+            return 2
+        return int(run(args))
     except VoiceStateError as exc:
+        # One line, saying what happened; the messages say what to do next.
         print(f"voicestate: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

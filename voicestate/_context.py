@@ -1,15 +1,14 @@
-"""Rendering a call as a framework's messages. The core ships ``"openai"`` chat messages.
+"""Context formats: a call rendered as a framework's messages, and parsed back.
 
-With ``heard_only`` (the default) an interrupted agent turn contributes only
-what the caller heard; the unheard remainder appears nowhere. The interruption
-is marked by a short system note after the truncated assistant message, never
-inside the assistant's own text, so a model will not read it aloud.
+Formats are plugins (``register_formats``); the core ships ``"openai"``. With
+``heard_only`` (the default) an interrupted agent turn contributes only what
+the caller heard; the unheard remainder appears nowhere. Interruptions are
+marked outside the assistant's own text, so a model will not read them aloud.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -17,6 +16,7 @@ import attrs
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
+    from ._events import Event
     from ._state import CallState
 
 
@@ -24,11 +24,10 @@ if TYPE_CHECKING:
 class ContextPolicy:
     """What goes into a rendered context.
 
-    ``last_turns``: keep only the last N turns (tool calls within them stay).
+    ``last_turns``: keep only the last N turns (pending tool calls always stay).
     ``tools``: include tool calls and results. ``heard_only``: interrupted turns
-    contribute what was heard. ``summary``: lead with a system message of the
-    pending handoff's summary and the call's slots. ``mark_interruptions``: a
-    system note after each interrupted turn.
+    contribute what was heard. ``summary``: lead with the handoff summary and
+    the call's facts. ``mark_interruptions``: a note after each interrupted turn.
     """
 
     last_turns: int | None = None
@@ -37,87 +36,30 @@ class ContextPolicy:
     summary: bool = True
     mark_interruptions: bool = True
 
-
-INTERRUPTION_NOTE = "[The caller interrupted the assistant here; they heard only the text above.]"
-PENDING_RESULT = {"status": "pending", "note": "This tool call is still running; its result will follow."}
-
-Renderer = Callable[["CallState", ContextPolicy], Any]
-_RENDERERS: dict[str, Renderer] = {}
+    def __attrs_post_init__(self) -> None:
+        if self.last_turns is not None and (not isinstance(self.last_turns, int) or self.last_turns < 0):
+            raise ConfigError(f"ContextPolicy.last_turns must be None or an integer >= 0, not {self.last_turns!r}")
 
 
-def register_format(name: str, render_fn: Renderer) -> None:
-    _RENDERERS[name] = render_fn
+def _format(fmt: str) -> Any:
+    from ._plugins import registry
+
+    found = registry().formats.get(fmt)
+    if found is None:
+        known = sorted(registry().formats)
+        raise ConfigError(f"unknown context format {fmt!r}; known: {known} (integrations add more: pip install ...)")
+    return found
 
 
-def render(state: CallState, fmt: str, policy: ContextPolicy | None) -> Any:
-    fn = _RENDERERS.get(fmt)
-    if fn is None:
-        raise ConfigError(f"unknown context format {fmt!r}; known: {sorted(_RENDERERS)} (plugins add more)")
-    return fn(state, policy or ContextPolicy())
+def render(state: CallState, fmt: str, policy: ContextPolicy | None = None) -> Any:
+    """``state`` as ``fmt`` messages."""
+    return _format(fmt).render(state, policy or ContextPolicy())
 
 
-def _openai(state: CallState, policy: ContextPolicy) -> list[dict[str, Any]]:
-    turns = list(state.turns)
-    if policy.last_turns is not None:
-        turns = turns[-policy.last_turns :] if policy.last_turns > 0 else []
-    first_seq = turns[0].seq if turns else state.seq + 1
-    items: list[tuple[int, str, Any]] = [(t.seq, "turn", t) for t in turns]
-    if policy.tools:
-        items += [(tc.seq, "tool", tc) for tc in state.tools.values() if tc.seq >= first_seq or tc.status == "pending"]
-    items.sort(key=lambda x: x[0])
-    out: list[dict[str, Any]] = []
-    if policy.summary:
-        lines = []
-        pending = state.pending_handoff
-        if pending is not None and pending.summary:
-            lines.append(f"Handoff summary: {pending.summary}")
-        elif state.handoffs and state.handoffs[-1].summary:
-            lines.append(f"Handoff summary: {state.handoffs[-1].summary}")
-        if state.slots:
-            lines.append("Known facts: " + json.dumps(dict(state.slots), sort_keys=True, ensure_ascii=False))
-        if lines:
-            out.append({"role": "system", "content": "\n".join(lines)})
-    for _, kind, item in items:
-        if kind == "turn":
-            if item.role == "user":
-                out.append({"role": "user", "content": item.text})
-                continue
-            text = item.heard if (item.interrupted and policy.heard_only) else item.text
-            out.append({"role": "assistant", "content": text})
-            if item.interrupted and policy.mark_interruptions:
-                out.append({"role": "system", "content": INTERRUPTION_NOTE})
-        else:
-            out.append(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": item.call_id,
-                            "type": "function",
-                            "function": {
-                                "name": item.name,
-                                "arguments": json.dumps(dict(item.arguments), sort_keys=True),
-                            },
-                        }
-                    ],
-                }
-            )
-            # Every tool call gets an answer (OpenAI requires it): pending ones say so.
-            if item.status == "ok":
-                content = item.result
-            elif item.status == "pending":
-                content = PENDING_RESULT
-            else:
-                content = {"status": item.status, "error": item.error}
-            out.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": item.call_id,
-                    "content": content if isinstance(content, str) else json.dumps(content, sort_keys=True),
-                }
-            )
-    return out
-
-
-register_format("openai", _openai)
+def parse_context(fmt: str, messages: Any) -> list[Event]:
+    """A framework's messages turned back into events, where the format allows."""
+    found = _format(fmt)
+    if found.parse is None:
+        raise ConfigError(f"context format {fmt!r} renders only; it cannot be parsed back into events")
+    events: Sequence[Event] = found.parse(messages)
+    return list(events)

@@ -217,6 +217,7 @@ class HandedOff(Event):
     summary: str | None = _f(OPT_STR, default=None)
     packet_id: str = _f(STR, default="")
     expires_at: float = _f(FLOAT, default=0.0)
+    data: Mapping[str, Any] = _f(JSON_MAP, factory=dict)  # what prepare_handoff hooks added
 
 
 @register_event_type
@@ -256,6 +257,22 @@ class UnknownEvent(Event):
     type_name: str = attrs.field(default="")
     fields: Mapping[str, Any] = attrs.field(factory=dict)
 
+
+CORE_TYPES: tuple[type[Event], ...] = (
+    CallStarted,
+    UserSpoke,
+    AgentSpoke,
+    Interrupted,
+    ToolCalled,
+    ToolReturned,
+    ToolCancelled,
+    SlotsSet,
+    Note,
+    HandedOff,
+    HandoffCancelled,
+    OwnerChanged,
+    CallEnded,
+)
 
 NON_OWNER_TYPES: tuple[type[Event], ...] = (Note, ToolReturned, ToolCancelled, CallEnded)
 """Events anyone may append with ``store.append`` (no ownership needed)."""

@@ -4,49 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ._backend import Backend
 from ._errors import ConfigError, UnknownBackend
 from ._keys import ENV_VAR, KeyRing, ephemeral_keys, parse_keys
-from ._memory import memory_backend
-from ._sqlite import SQLiteBackend
+from ._plugins import register_plugin, registry
 from ._store import Store
 from ._tiers import Tier, Tiers
+from .hookspecs import hookimpl
 
 STORE_ENV_VAR = "VOICESTATE_STORE"
 
 BackendFactory = Callable[[str, Mapping[str, str]], Backend]
-"""(url without the write= parameter, remaining query parameters) -> backend."""
+"""(url without its query, the query parameters other than write=) -> backend."""
 
-
-def _memory(url: str, params: Mapping[str, str]) -> Backend:
-    _no_params("memory", params)
-    parts = urlsplit(url)
-    return memory_backend(unquote(parts.netloc + parts.path.lstrip("/")))
-
-
-def _sqlite(url: str, params: Mapping[str, str]) -> Backend:
-    params = dict(params)
-    try:
-        timeout = float(params.pop("timeout", "30"))
-    except ValueError:
-        raise ConfigError(f"{url}: timeout= must be a number of seconds") from None
-    _no_params("sqlite", params)
-    parts = urlsplit(url)
-    if parts.netloc:
-        raise ConfigError(
-            f"{url}: sqlite URLs have three slashes (sqlite:///relative.db) or four (sqlite:////abs/path.db)"
-        )
-    return SQLiteBackend(unquote(parts.path[1:]), timeout=timeout)
-
-
-def _no_params(scheme: str, params: Mapping[str, str]) -> None:
-    if params:
-        raise ConfigError(f"{scheme}:// does not take the parameter(s) {sorted(params)}")
-
-
-BACKENDS: dict[str, BackendFactory] = {"memory": _memory, "sqlite": _sqlite}
 _HINTS = {
     "redis": "pip install voicestate-redis",
     "rediss": "pip install voicestate-redis",
@@ -54,29 +26,37 @@ _HINTS = {
 }
 
 
+class _OneBackend:
+    def __init__(self, scheme: str, factory: BackendFactory) -> None:
+        self.scheme, self.factory = scheme, factory
+
+    @hookimpl
+    def register_backends(self, register: Callable[..., None]) -> None:
+        register(self.scheme, self.factory)
+
+
 def register_backend(scheme: str, factory: BackendFactory) -> None:
-    """Make ``scheme://`` URLs open ``factory``'s backend."""
-    BACKENDS[scheme] = factory
+    """Shortcut for a plugin whose ``register_backends`` adds one scheme."""
+    register_plugin(_OneBackend(scheme, factory), name=f"backend:{scheme}")
 
 
 def open_tier(url: str) -> Tier:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigError(f"{url!r} is not a store URL (e.g. memory://, sqlite:///calls.db, redis://host:6379/0)")
     scheme = url.split("://", 1)[0].lower()
-    factory = BACKENDS.get(scheme)
+    backends = registry().backends
+    factory = backends.get(scheme)
     if factory is None:
         hint = _HINTS.get(scheme)
-        known = ", ".join(f"{s}://" for s in sorted(BACKENDS))
+        known = ", ".join(f"{s}://" for s in sorted(backends))
         raise UnknownBackend(
             f"no backend for {scheme}:// ({hint} to add it)" if hint else f"no backend for {scheme}://; known: {known}"
         )
-    parts = urlsplit(url)
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     write = params.pop("write", "through")
     if write not in ("through", "behind"):
         raise ConfigError(f"{url}: write= must be 'through' or 'behind', not {write!r}")
-    base = url.split("?", 1)[0]
-    return Tier(factory(base, params), write)  # type: ignore[arg-type]
+    return Tier(factory(url.split("?", 1)[0], params), write)  # type: ignore[arg-type]
 
 
 def open_store(
@@ -89,6 +69,7 @@ def open_store(
     barrier_timeout: float = 30.0,
     retries: int = 64,
     store_interim: bool = False,
+    redact: bool = True,
 ) -> Store:
     """Open a store over one backend or an ordered list of tiers, hottest first.
 
@@ -96,6 +77,7 @@ def open_store(
     embedded in-process default ``memory://``. Keys come from ``signing_keys``,
     else ``VOICESTATE_SIGNING_KEYS``, else a random per-process key (with a warning).
     Interim transcripts (``UserSpoke(final=False)``) are dropped unless ``store_interim=True``.
+    ``redact=False`` turns the ``redact_event`` hooks (card numbers, by default) off for this store.
     """
     if not urls:
         env = os.environ.get(STORE_ENV_VAR, "").split()
@@ -127,4 +109,5 @@ def open_store(
         retries=retries,
         barrier_timeout=barrier_timeout,
         store_interim=store_interim,
+        redact=registry().redact if redact else None,
     )

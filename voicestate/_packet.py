@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._codec import CHAIN_BYTES, StoredEvent, chain_next, decode_event, genesis, packb, unpackb
+from ._codec import CHAIN_BYTES, StoredEvent, canonical, chain_next, decode_event, genesis, packb, unpackb
 from ._errors import PacketError
 from ._keys import KeyRing, parse_keys
 
 if TYPE_CHECKING:
+    from ._events import HandedOff
     from ._state import CallState
 
 PACKET_VERSION = 1
@@ -43,6 +44,7 @@ _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _FIELDS = (
     "call_id",
     "chain",
+    "data",
     "epoch",
     "events",
     "expires_at",
@@ -89,6 +91,7 @@ class HandoffPacket:
     key_id: str
     signature: bytes = attrs.field(default=b"", repr=False)
     events: tuple[bytes, ...] | None = attrs.field(default=None, repr=False)
+    data: Mapping[str, Any] = attrs.field(factory=dict)
     version: int = PACKET_VERSION
     _ring: KeyRing | None = attrs.field(default=None, eq=False, repr=False, alias="ring")
 
@@ -112,6 +115,7 @@ class HandoffPacket:
                 float(self.issued_at),
                 float(self.expires_at),
                 self.key_id,
+                canonical(self.data),
             ]
         )
 
@@ -149,6 +153,7 @@ class HandoffPacket:
         return {
             "call_id": self.call_id,
             "chain": b(self.chain),
+            "data": canonical(self.data),
             "epoch": self.epoch,
             "events": None if self.events is None else [b(e) for e in self.events],
             "expires_at": float(self.expires_at),
@@ -207,18 +212,7 @@ class HandoffPacket:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> HandoffPacket:
         """Decode and verify a msgpack packet; raise PacketError with a precise reason."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise PacketError("malformed", f"expected bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if len(data) > max_bytes:
-            raise PacketError("too_large", f"{len(data)} bytes exceeds the limit of {max_bytes}")
-        try:
-            raw = unpackb(data)
-        except Exception as exc:
-            raise PacketError("malformed", f"not a msgpack packet: {type(exc).__name__} {exc}".rstrip()) from None
-        packet = _from_map(raw, binary=True, keys=keys)
-        if packet.to_bytes() != data:
-            raise PacketError("malformed", "not the canonical msgpack encoding of a packet")
+        packet = _decode_bytes(data, parse_keys(keys), max_bytes)
         packet.verify(packet._ring or keys, skew=skew)
         return packet
 
@@ -232,22 +226,7 @@ class HandoffPacket:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> HandoffPacket:
         """Decode and verify a JSON packet (its canonical form only); raise PacketError."""
-        if isinstance(data, (bytes, bytearray)):
-            try:
-                data = bytes(data).decode("ascii")
-            except UnicodeDecodeError:
-                raise PacketError("malformed", "a JSON packet is pure ASCII") from None
-        if not isinstance(data, str):
-            raise PacketError("malformed", f"expected str, got {type(data).__name__}")
-        if len(data) > max_bytes:
-            raise PacketError("too_large", f"{len(data)} characters exceeds the limit of {max_bytes}")
-        try:
-            raw = json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
-            raise PacketError("malformed", f"not a JSON packet: {exc}") from None
-        packet = _from_map(raw, binary=False, keys=keys)
-        if packet.to_json() != data:
-            raise PacketError("malformed", "not the canonical JSON encoding of a packet (re-serialised or edited?)")
+        packet = _decode_json(data, parse_keys(keys), max_bytes)
         packet.verify(packet._ring or keys, skew=skew)
         return packet
 
@@ -267,6 +246,56 @@ class HandoffPacket:
             ev = decode_event(data, seq, head)
             folder.apply(ev, seq, head, ev.agent)
         return folder.snapshot()
+
+
+def _decode_bytes(data: object, ring: KeyRing | None, max_bytes: int = DEFAULT_MAX_BYTES) -> HandoffPacket:
+    """Strictly decode msgpack, without verifying (``verify`` does that)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise PacketError("malformed", f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise PacketError("too_large", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        raw = unpackb(data)
+    except Exception as exc:
+        raise PacketError("malformed", f"not a msgpack packet: {type(exc).__name__} {exc}".rstrip()) from None
+    packet = _from_map(raw, binary=True, ring=ring)
+    if packet.to_bytes() != data:
+        raise PacketError("malformed", "not the canonical msgpack encoding of a packet")
+    return packet
+
+
+def _decode_json(data: object, ring: KeyRing | None, max_bytes: int = DEFAULT_MAX_BYTES) -> HandoffPacket:
+    """Strictly decode canonical JSON, without verifying."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("ascii")
+        except UnicodeDecodeError:
+            raise PacketError("malformed", "a JSON packet is pure ASCII") from None
+    if not isinstance(data, str):
+        raise PacketError("malformed", f"expected str, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise PacketError("too_large", f"{len(data)} characters exceeds the limit of {max_bytes}")
+    try:
+        raw = json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise PacketError("malformed", f"not a JSON packet: {exc}") from None
+    packet = _from_map(raw, binary=False, ring=ring)
+    if packet.to_json() != data:
+        raise PacketError("malformed", "not the canonical JSON encoding of a packet (re-serialised or edited?)")
+    return packet
+
+
+def peek(data: str | bytes) -> HandoffPacket | TokenClaims:
+    """Decode a packet (JSON or msgpack) or a token WITHOUT verifying it: for display only.
+
+    Strict about the encoding all the same (PacketError). Never trust what it returns.
+    """
+    if isinstance(data, str) and data.startswith(TOKEN_PREFIX):
+        return _parse_token(data)[0]
+    if isinstance(data, str) or (isinstance(data, (bytes, bytearray)) and bytes(data[:1]) == b"{"):
+        return _decode_json(data, None)
+    return _decode_bytes(data, None)
 
 
 def _b64e(data: bytes) -> str:
@@ -299,7 +328,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
-def _from_map(raw: Any, *, binary: bool, keys: KeyRing | str | Mapping[str, str | bytes]) -> HandoffPacket:
+def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
     if not isinstance(raw, dict):
         raise PacketError("malformed", "a packet is a map")
     version = raw.get("v")
@@ -344,8 +373,11 @@ def _from_map(raw: Any, *, binary: bool, keys: KeyRing | str | Mapping[str, str 
     epoch = get("epoch", lambda v: _is_int(v) and v >= 1, "a positive integer")
     if events is not None and len(events) != seq:
         raise PacketError("malformed", f"{len(events)} inline events for seq {seq}")
-    ring = parse_keys(keys)  # a bad key spec is the receiver's ConfigError, not the packet's fault
+    data = raw["data"]
+    if not isinstance(data, dict):
+        raise PacketError("malformed", f"data must be a map, got {type(data).__name__}")
     return HandoffPacket(
+        data=data,
         packet_id=get("packet_id", s, "a string"),
         call_id=get("call_id", s, "a string"),
         tenant=get("tenant", os_, "a string or null"),
@@ -429,6 +461,19 @@ def decode_token(
     token: str, keys: KeyRing | str | Mapping[str, str | bytes], *, skew: float = DEFAULT_SKEW
 ) -> TokenClaims:
     """Verify a ``vs1.`` token's MAC and expiry; raise PacketError with a precise reason."""
+    claims, payload, mac = _parse_token(token)
+    ring = parse_keys(keys)
+    secret = ring.secret(claims.key_id)
+    if secret is None:
+        raise PacketError("unknown_key", f"token signed with key {claims.key_id!r}, which this receiver does not have")
+    if not hmac.compare_digest(_token_mac(secret, payload), mac):
+        raise PacketError("bad_signature", "the token's MAC does not match its contents")
+    _check_window(0.0, float(claims.expires_at), skew)
+    return claims
+
+
+def _parse_token(token: str) -> tuple[TokenClaims, bytes, bytes]:
+    """Strictly parse a token's structure: (claims, signed payload, MAC), unverified."""
     if not isinstance(token, str):
         raise PacketError("malformed", f"a token is a string, got {type(token).__name__}")
     if len(token) > TOKEN_MAX_CHARS:
@@ -456,14 +501,30 @@ def decode_token(
         raise PacketError("malformed", "the token's key id or call id is not UTF-8") from None
     packet_id = raw[2 + klen : 2 + klen + 16].hex()
     (expires,) = struct.unpack(">I", raw[2 + klen + 16 : fixed])
-    ring = parse_keys(keys)
-    secret = ring.secret(kid)
-    if secret is None:
-        raise PacketError("unknown_key", f"token signed with key {kid!r}, which this receiver does not have")
-    if not hmac.compare_digest(_token_mac(secret, payload), mac):
-        raise PacketError("bad_signature", "the token's MAC does not match its contents")
-    _check_window(0.0, float(expires), skew)
-    return TokenClaims(kid, packet_id, expires, call_id)
+    return TokenClaims(kid, packet_id, expires, call_id), payload, mac
+
+
+def packet_for(state: CallState, handed: HandedOff, epoch: int, ring: KeyRing) -> HandoffPacket:
+    """The signed packet of a recorded ``HandedOff`` (also how a token's packet is rebuilt)."""
+    assert handed.seq is not None and handed.chain is not None
+    packet = HandoffPacket(
+        packet_id=handed.packet_id,
+        call_id=state.call_id,
+        tenant=state.tenant,
+        from_agent=handed.agent,
+        to_agent=handed.to_agent,
+        kind=handed.kind,
+        reason=handed.reason,
+        summary=handed.summary,
+        seq=handed.seq,
+        epoch=epoch,
+        chain=handed.chain,
+        issued_at=handed.at,
+        expires_at=handed.expires_at,
+        key_id=ring.current,
+        data=dict(handed.data),
+    )
+    return packet.signed(ring)
 
 
 def events_bytes(log: Sequence[StoredEvent], seq: int) -> tuple[bytes, ...]:

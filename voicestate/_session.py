@@ -9,6 +9,8 @@ from hashlib import sha256 as _sha256
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ._backend import OK, AppendResult, CallMeta
 from ._codec import CHAIN_BYTES, StoredEvent, chain_next, decode_event, encode_event, genesis
 from ._context import ContextPolicy
@@ -32,7 +34,8 @@ from ._events import (
 )
 from ._ids import new_packet_id
 from ._io import Flow, arun, run
-from ._packet import HandoffPacket
+from ._packet import HandoffPacket, packet_for
+from ._plugins import get_plugin_manager
 from ._state import CallState, Folder
 
 if TYPE_CHECKING:
@@ -68,8 +71,9 @@ class Session:
         self._busy = False
         self._alock: asyncio.Lock | None = None
         self._drainer: asyncio.Task[None] | None = None
-        # the inline fast path: a lone in-process tier and no redaction hooks
-        self._inline = store._inline if store._redact is None else None
+        # the inline fast path: a lone in-process tier
+        self._inline = store._inline
+        self._redact = store._redact
 
     # -- reading ---------------------------------------------------------------
 
@@ -371,10 +375,13 @@ class Session:
             and len(events) == 1
             and events[0].__class__ in _PLAIN
             and not (self._queue or self._busy or self._error)
-            and getattr(events[0], "final", True)
+            and (events[0].__class__ is not UserSpoke or events[0].final)
         ):
             # The hottest path: one plain event into a lone in-process tier, inline.
             ev = events[0]
+            redact = self._redact
+            if redact is not None:
+                ev = redact(ev)
             folder = self._folder
             seq = folder.seq + 1
             data = encode_event(ev, self.agent)
@@ -538,12 +545,27 @@ class Session:
             yield from self._flush_queue()
         if not self.owner:
             raise FencedError(f"{self.agent!r} does not own call {self.call_id!r}; only the owner can hand it off")
+        before = self._folder.snapshot()
+        ev = self._prepare_handoff(before, ev)
         items = self._prepare([ev], internal=True)
         seq = yield from self._write(items)
         yield from self.store.tiers.barrier(self.call_id, False, self.store.barrier_timeout)
         stored = self._log[seq - 1]
         state = self._folder.snapshot()
-        packet = HandoffPacket(
+        packet = packet_for(state, self._folder.handoffs[-1], stored.epoch, self.store.keys)
+        if inline:
+            packet = attrs.evolve(packet, events=tuple(e.data for e in self._log[:seq]))
+        get_plugin_manager().hook.after_handoff(state=state, packet=packet)
+        return packet
+
+    def _prepare_handoff(self, state: CallState, ev: HandedOff) -> HandedOff:
+        """The summary (``summarize_call``) and the ``prepare_handoff`` hooks: add or veto."""
+        hook = get_plugin_manager().hook
+        if ev.summary is None:
+            summary = hook.summarize_call(state=state, to_agent=ev.to_agent)
+            if summary is not None:
+                ev = attrs.evolve(ev, summary=str(summary))
+        draft = HandoffPacket(
             packet_id=ev.packet_id,
             call_id=self.call_id,
             tenant=state.tenant,
@@ -552,15 +574,25 @@ class Session:
             kind=ev.kind,
             reason=ev.reason,
             summary=ev.summary,
-            seq=seq,
-            epoch=stored.epoch,
-            chain=stored.chain,
+            seq=state.seq + 1,
+            epoch=self.epoch,
+            chain=b"",
             issued_at=ev.at,
             expires_at=ev.expires_at,
             key_id=self.store.keys.current,
-            events=tuple(e.data for e in self._log[:seq]) if inline else None,
+            data=ev.data,
         )
-        return packet.signed(self.store.keys)
+        changes: dict[str, Any] = {}
+        data = dict(ev.data)
+        for update in reversed(hook.prepare_handoff(state=state, packet=draft)):  # oldest plugin first
+            if not update:
+                continue
+            unknown = set(update) - {"summary", "reason", "data"}
+            if unknown:
+                raise InvalidEvent(f"prepare_handoff may set summary, reason and data; not {sorted(unknown)}")
+            data.update(update.get("data") or {})
+            changes.update({k: v for k, v in update.items() if k != "data"})
+        return attrs.evolve(ev, data=data, **changes) if (changes or data != ev.data) else ev
 
     def cancel_handoff(self) -> bool:
         """Withdraw the pending handoff; False if none was pending."""

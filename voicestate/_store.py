@@ -14,7 +14,8 @@ from ._events import NON_OWNER_TYPES, CallEnded, CallStarted, Event, OwnerChange
 from ._io import Flow, arun, run
 from ._keys import KeyRing
 from ._memory import MemoryBackend
-from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, check_chain_at, decode_token
+from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, check_chain_at, decode_token, packet_for
+from ._plugins import get_plugin_manager
 from ._session import Session
 from ._state import CallState, Folder
 from ._tiers import Tiers
@@ -71,6 +72,7 @@ class Store:
         retries: int = 64,
         barrier_timeout: float = 30.0,
         store_interim: bool = False,
+        redact: Callable[[Event], Event] | None = None,
     ) -> None:
         self.tiers = tiers
         self.store_interim = store_interim
@@ -80,7 +82,7 @@ class Store:
         self.skew = skew
         self.retries = retries
         self.barrier_timeout = barrier_timeout
-        self._redact: Callable[[Event], Event] | None = None
+        self._redact = redact
         # The sync fast path: set when the only tier is in-process memory.
         only = tiers.deciding.backend
         self._inline = only if (not tiers.hot and not tiers.behind and isinstance(only, MemoryBackend)) else None
@@ -192,6 +194,7 @@ class Store:
             if res.status == "ok":
                 session.epoch = change.epoch
                 session._confirm([change], stored)
+                self._after_resume(session, packet, packet_id)
                 return session
             if res.meta is None:
                 raise CallNotFound(f"call {call_id!r} was deleted")
@@ -203,6 +206,14 @@ class Store:
                     f"(owner now {now.owner!r}, epoch {now.epoch}); nothing was changed"
                 )
         raise SeqConflict(f"call {call_id!r}: resume gave up after {self.retries} conflicts", expected=-1, actual=-1)
+
+    def _after_resume(self, session: Session, packet: HandoffPacket | None, packet_id: str | None) -> None:
+        state = session.state
+        if packet is None and packet_id is not None:  # redeemed by token or call id: rebuild it from the log
+            handed = next(h for h in reversed(state.handoffs) if h.packet_id == packet_id)
+            assert handed.seq is not None
+            packet = packet_for(state, handed, session._log[handed.seq - 1].epoch, self.keys)
+        get_plugin_manager().hook.after_resume(state=state, packet=packet)
 
     def _redeemable(
         self, st: CallState, agent: str, wanted: str | None, claims: TokenClaims | None, fates: Mapping[str, str]

@@ -96,16 +96,37 @@ def describe(ev: Event, state: CallState | None = None) -> tuple[str, str, list[
     return who, type(ev).__name__, []
 
 
-def timeline(events: Sequence[Event], state: CallState | None = None) -> list[str]:
-    """One block per event: seq, time since the call started, who, what, details."""
+_STYLE = {
+    "says": "agent",
+    "barges in": "caller",
+    "owner": "owner",
+    "handoff": "handoff",
+    "handoff off": "handoff",
+    "tool call": "tool",
+    "tool result": "tool",
+    "tool failed": "bad",
+    "tool cancel": "tool",
+    "call start": "title",
+    "call end": "title",
+}
+
+
+def timeline_rows(events: Sequence[Event], state: CallState | None = None) -> list[tuple[str, str | None]]:
+    """(line, style) for each line of the timeline: seq, seconds since the start, who, what, details."""
     if not events:
         return []
     t0 = events[0].at
-    out = [f"{'seq':>4}  {'t (s)':>7}  {'who':<9} {'what':<12} detail"]
+    out: list[tuple[str, str | None]] = [(f"{'seq':>4}  {'t (s)':>7}  {'who':<9} {'what':<12} detail", "dim")]
     pad = " " * (4 + 2 + 7 + 2 + 10 + 13)
     for ev in events:
         who, what, lines = describe(ev, state)
+        style = "caller" if who == "caller" else _STYLE.get(what)
         first, *rest = lines or [""]
-        out.append(f"{ev.seq or 0:>4}  {ev.at - t0:>7.3f}  {who:<9.9} {what:<12} {first}")
-        out.extend(pad + line for line in rest)
+        out.append((f"{ev.seq or 0:>4}  {ev.at - t0:>7.3f}  {who:<9.9} {what:<12} {first}", style))
+        out.extend((pad + line, "dim") for line in rest)
     return out
+
+
+def timeline(events: Sequence[Event], state: CallState | None = None) -> list[str]:
+    """The timeline as plain lines."""
+    return [line for line, _ in timeline_rows(events, state)]

@@ -1,0 +1,174 @@
+"""The ``"openai"`` context format: OpenAI chat-completions messages, both directions.
+
+Rendering, in seq order:
+
+- a user turn: ``{"role": "user", "content": text}``;
+- an agent turn: ``{"role": "assistant", "content": text}`` (with ``heard_only``,
+  what the caller heard), then, if it was interrupted and ``mark_interruptions``,
+  ``{"role": "system", "content": INTERRUPTION_NOTE}``;
+- a tool call: an assistant message with one ``tool_calls`` entry, answered at
+  once by its ``tool`` message, because OpenAI rejects a tool call without an
+  answer. A finished call answers with its result (a string as is, anything
+  else as JSON); a failed or cancelled one with ``{"status": ..., "error": ...}``;
+  a *pending* one with ``PENDING_RESULT``, which tells the model the result is
+  still coming. The real result is rendered in its place once it arrives.
+- with ``summary``: first a system message with the handoff summary and the
+  call's facts (slots; other agents' private slots never appear).
+
+Parsing reverses this: user and assistant messages become ``UserSpoke`` and
+``AgentSpoke``, tool calls ``ToolCalled``, tool messages ``ToolReturned`` (or
+``ToolCancelled``, or nothing for a pending answer), the interruption note an
+``Interrupted`` of the preceding assistant turn, a ``Known facts:`` line a
+``SlotsSet``, and any other system message a ``Note``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._context import ContextPolicy
+from ._errors import InvalidEvent
+from ._events import (
+    AgentSpoke,
+    Event,
+    Interrupted,
+    Note,
+    SlotsSet,
+    ToolCalled,
+    ToolCancelled,
+    ToolReturned,
+    UserSpoke,
+)
+from ._state import CallState, ToolCall
+
+INTERRUPTION_NOTE = "[The caller interrupted the assistant here; they heard only the text above.]"
+PENDING_RESULT = {"status": "pending", "note": "This tool call is still running; its result will follow."}
+_PENDING_JSON = json.dumps(PENDING_RESULT, sort_keys=True)
+SUMMARY_PREFIX = "Handoff summary: "
+FACTS_PREFIX = "Known facts: "
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _tool_answer(tc: ToolCall) -> str:
+    if tc.status == "ok":
+        return tc.result if isinstance(tc.result, str) else _dumps(tc.result)
+    if tc.status == "pending":
+        return _PENDING_JSON
+    return _dumps({"status": tc.status, "error": tc.error})
+
+
+def render(state: CallState, policy: ContextPolicy) -> list[dict[str, Any]]:
+    turns = list(state.turns)
+    if policy.last_turns is not None:
+        turns = turns[len(turns) - policy.last_turns :] if policy.last_turns else []
+    first_seq = turns[0].seq if turns else state.seq + 1
+    items: list[tuple[int, bool, Any]] = [(t.seq, True, t) for t in turns]
+    if policy.tools:
+        items += [(tc.seq, False, tc) for tc in state.tools.values() if tc.seq >= first_seq or tc.status == "pending"]
+    items.sort(key=lambda x: x[0])
+    out: list[dict[str, Any]] = []
+    if policy.summary:
+        lines = []
+        handoff = state.pending_handoff or (state.handoffs[-1] if state.handoffs else None)
+        if handoff is not None and handoff.summary:
+            lines.append(SUMMARY_PREFIX + handoff.summary)
+        if state.slots:
+            lines.append(FACTS_PREFIX + _dumps(dict(state.slots)))
+        if lines:
+            out.append({"role": "system", "content": "\n".join(lines)})
+    for _, is_turn, item in items:
+        if is_turn:
+            if item.role == "user":
+                out.append({"role": "user", "content": item.text})
+                continue
+            text = item.heard if (item.interrupted and policy.heard_only) else item.text
+            out.append({"role": "assistant", "content": text})
+            if item.interrupted and policy.mark_interruptions:
+                out.append({"role": "system", "content": INTERRUPTION_NOTE})
+            continue
+        call = {
+            "id": item.call_id,
+            "type": "function",
+            "function": {"name": item.name, "arguments": _dumps(dict(item.arguments))},
+        }
+        out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        out.append({"role": "tool", "tool_call_id": item.call_id, "content": _tool_answer(item)})
+    return out
+
+
+def _text(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):  # content parts: keep the text ones
+        parts = [
+            p.get("text", "")
+            for p in content
+            if isinstance(p, Mapping) and p.get("type") in ("text", "input_text", "output_text")
+        ]
+        return "".join(parts)
+    raise InvalidEvent(f"{where}: content must be a string or a list of parts, not {type(content).__name__}")
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse(messages: Sequence[Mapping[str, Any]]) -> list[Event]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InvalidEvent("openai messages must be a list of {'role': ..., 'content': ...} dicts")
+    events: list[Event] = []
+    last_agent: AgentSpoke | None = None
+    for i, msg in enumerate(messages):
+        where = f"message {i}"
+        if not isinstance(msg, Mapping) or "role" not in msg:
+            raise InvalidEvent(f"{where}: not a message dict with a 'role'")
+        role = msg["role"]
+        if role == "user":
+            events.append(UserSpoke(_text(msg.get("content"), where)))
+        elif role == "assistant":
+            content = msg.get("content")
+            if content is not None and (content or not msg.get("tool_calls")):
+                last_agent = AgentSpoke(_text(content, where))
+                events.append(last_agent)
+            for call in msg.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                args = _loads(fn.get("arguments") or "{}")
+                if not isinstance(args, dict):
+                    args = {"arguments": args}
+                events.append(ToolCalled(str(call.get("id")), str(fn.get("name", "")), args))
+        elif role == "tool":
+            call_id = str(msg.get("tool_call_id"))
+            content = _text(msg.get("content", ""), where)
+            if content == _PENDING_JSON:
+                continue  # still running: no result event
+            value = _loads(content)
+            if isinstance(value, dict) and set(value) == {"status", "error"} and value["status"] == "error":
+                events.append(ToolReturned(call_id, None, str(value["error"])))
+            elif isinstance(value, dict) and set(value) == {"status", "error"} and value["status"] == "cancelled":
+                events.append(ToolCancelled(call_id, value["error"]))
+            else:
+                events.append(ToolReturned(call_id, value))
+        elif role in ("system", "developer"):
+            text = _text(msg.get("content"), where)
+            if text == INTERRUPTION_NOTE and last_agent is not None:
+                events.append(Interrupted(turn=last_agent.id, heard=last_agent.text))
+            else:
+                for line in text.split("\n"):
+                    if line.startswith(FACTS_PREFIX):
+                        facts = _loads(line[len(FACTS_PREFIX) :])
+                        if isinstance(facts, dict):
+                            events.append(SlotsSet(facts))
+                            continue
+                    if line:
+                        events.append(Note(line))
+        else:
+            raise InvalidEvent(f"{where}: unknown role {role!r}")
+    return events

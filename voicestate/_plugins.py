@@ -1,0 +1,202 @@
+"""The plugin manager: default plugins, the ``voicestate`` entry-point group, and
+the registries built from the ``register_*`` hooks."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from ._errors import ConfigError
+
+ENTRY_POINT_GROUP = "voicestate"
+PLUGINS_ENV_VAR = "VOICESTATE_PLUGINS"
+"""Comma-separated entry-point names to load; unset loads every installed plugin,
+an empty string none (the default plugins always load)."""
+
+DEFAULT_PLUGINS = ("voicestate._builtin", "voicestate._redact")
+
+
+@attrs.frozen
+class ContextFormat:
+    """A context format: ``render(state, policy)`` and optionally ``parse(messages) -> events``."""
+
+    name: str
+    render: Callable[..., Any]
+    parse: Callable[..., Any] | None = None
+
+
+@attrs.frozen
+class Command:
+    """A CLI subcommand: ``configure(parser)`` adds its arguments, ``run(args) -> exit code``."""
+
+    name: str
+    run: Callable[..., int]
+    help: str = ""
+    configure: Callable[..., None] | None = None
+
+
+@attrs.frozen
+class Registry:
+    backends: Mapping[str, Callable[..., Any]]
+    formats: Mapping[str, ContextFormat]
+    commands: Mapping[str, Command]
+    redact: Callable[[Any], Any] | None
+
+
+_lock = threading.RLock()
+_pm: pluggy.PluginManager | None = None
+_registry: Registry | None = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process's plugin manager, with default and entry-point plugins loaded."""
+    global _pm
+    with _lock:
+        if _pm is None:
+            pm = pluggy.PluginManager("voicestate")
+            pm.add_hookspecs(hookspecs)
+            for name in DEFAULT_PLUGINS:
+                pm.register(importlib.import_module(name), name=name)
+            _load_entry_points(pm)
+            pm.check_pending()  # a misspelled hook name fails here, loudly
+            _pm = pm
+        return _pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    wanted = os.environ.get(PLUGINS_ENV_VAR)
+    if wanted is None:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        return
+    names = {n.strip() for n in wanted.split(",") if n.strip()}
+    found = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in names and pm.get_plugin(ep.name) is None:
+            pm.register(ep.load(), name=ep.name)
+            found.add(ep.name)
+    missing = names - found
+    if missing:
+        raise ConfigError(
+            f"{PLUGINS_ENV_VAR} names plugin(s) that are not installed: {sorted(missing)} "
+            f"(installed: {sorted(ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))})"
+        )
+
+
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register a plugin object or module (as an entry point would); returns its name."""
+    pm = get_plugin_manager()
+    with _lock:
+        registered = pm.register(plugin, name=name)
+        if registered is None:
+            raise ConfigError(f"plugin {name or plugin!r} is blocked or already registered")
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError:
+            pm.unregister(plugin)
+            raise
+        _reset()
+        return registered
+
+
+def unregister_plugin(plugin_or_name: object) -> None:
+    """Remove a plugin registered with :func:`register_plugin`."""
+    pm = get_plugin_manager()
+    with _lock:
+        if isinstance(plugin_or_name, str):
+            pm.unregister(name=plugin_or_name)
+        else:
+            pm.unregister(plugin_or_name)
+        _reset()
+
+
+def _reset() -> None:
+    global _registry
+    _registry = None
+
+
+def registry() -> Registry:
+    """Backends, formats, commands and the redaction chain, from the hooks (cached)."""
+    global _registry
+    with _lock:
+        if _registry is not None:
+            return _registry
+        pm = get_plugin_manager()
+        backends: dict[str, Callable[..., Any]] = {}
+        formats: dict[str, ContextFormat] = {}
+        commands: dict[str, Command] = {}
+
+        def add_backend(scheme: str, factory: Callable[..., Any]) -> None:
+            backends[scheme.lower()] = factory
+
+        def add_format(name: str, render: Callable[..., Any], parse: Callable[..., Any] | None = None) -> None:
+            formats[name] = ContextFormat(name, render, parse)
+
+        def add_command(
+            name: str, run: Callable[..., int], help: str = "", configure: Callable[..., None] | None = None
+        ) -> None:
+            if name in commands:
+                raise ConfigError(f"two plugins register the CLI command {name!r}")
+            commands[name] = Command(name, run, help, configure)
+
+        from ._events import register_event_type
+
+        # pluggy calls the newest registration first: run them oldest first, so a
+        # plugin overrides a default by registering the same name again.
+        for impl in reversed(pm.hook.register_backends.get_hookimpls()):
+            impl.function(register=add_backend)
+        for impl in reversed(pm.hook.register_formats.get_hookimpls()):
+            impl.function(register=add_format)
+        for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+            impl.function(register=add_command)
+        pm.hook.register_event_types(register=register_event_type)
+        _registry = Registry(backends, formats, commands, _redaction_chain(pm))
+        return _registry
+
+
+def _redaction_chain(pm: pluggy.PluginManager) -> Callable[[Any], Any] | None:
+    """Compose the ``redact_event`` impls into one function (each gets the previous one's output).
+
+    Composed once, so recording pays plain function calls, not a hook dispatch.
+    """
+    # get_hookimpls() lists in reverse call order (pluggy calls from the end).
+    fns = [impl.function for impl in reversed(pm.hook.redact_event.get_hookimpls())]
+    if not fns:
+        return None
+    if len(fns) == 1:
+        only = fns[0]
+
+        def one(event: Any) -> Any:
+            out = only(event)
+            return event if out is None or out is event else _checked(event, out)
+
+        return one
+
+    def chain(event: Any) -> Any:
+        for fn in fns:
+            out = fn(event=event)
+            if out is not None and out is not event:
+                event = _checked(event, out)
+        return event
+
+    return chain
+
+
+def _checked(before: Any, after: Any) -> Any:
+    # A redactor may change what an event says, never what it is: its type and id
+    # (the idempotency key) must survive, or retries would store it twice.
+    if type(after) is not type(before) or after.id != before.id:
+        from ._errors import InvalidEvent
+
+        raise InvalidEvent(
+            f"a redact_event hook turned {type(before).__name__} {before.id!r} into "
+            f"{type(after).__name__} {getattr(after, 'id', None)!r}; return the same type with the same id"
+        )
+    return after

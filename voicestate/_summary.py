@@ -1,0 +1,59 @@
+"""The default warm-transfer summary: plain facts from the state, no LLM."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._state import CallState
+
+_INTENT_KEYS = ("intent", "reason", "topic", "issue")
+_WHO_KEYS = ("caller", "from", "caller_id", "phone", "ani")
+
+
+def _fmt(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def default_summary(state: CallState, to_agent: str) -> str:
+    """Who called, what they want, facts gathered, open tool calls, the last unanswered question.
+
+    What a human sees on escalation, so it reads as sentences, one per line.
+    """
+    lines = []
+    meta, slots = state.meta, state.slots
+    who = next((meta[k] for k in _WHO_KEYS if k in meta), None)
+    channel = meta.get("channel")
+    caller = f"Caller {_fmt(who)}" if who is not None else "The caller"
+    if channel:
+        caller += f" on {_fmt(channel)}"
+    user_turns = [t for t in state.turns if t.role == "user"]
+    intent = next((slots[k] for k in _INTENT_KEYS if k in slots), None)
+    if intent is not None:
+        lines.append(f"{caller} wants: {_fmt(intent)}.")
+    elif user_turns:
+        lines.append(f'{caller} opened with: "{user_turns[0].text}"')
+    else:
+        lines.append(f"{caller} has not spoken yet.")
+    facts = {k: v for k, v in slots.items() if k not in _INTENT_KEYS}
+    if facts:
+        lines.append("Facts: " + ", ".join(f"{k}={_fmt(v)}" for k, v in facts.items()) + ".")
+    pending = state.pending_tools()
+    if pending:
+        lines.append(
+            "Still running: "
+            + ", ".join(f"{t.name or 'a tool'} ({t.call_id}) started by {t.agent}" for t in pending)
+            + "."
+        )
+    # The caller's words after the last agent turn got no answer yet.
+    turns = list(state.turns)
+    last_agent = max((i for i, t in enumerate(turns) if t.role == "agent"), default=-1)
+    unanswered = [t.text for t in turns[last_agent + 1 :] if t.role == "user"]
+    if unanswered:
+        lines.append(f'Unanswered: "{" ".join(unanswered)}"')
+    interrupted = [t for t in turns if t.interrupted]
+    if interrupted:
+        t = interrupted[-1]
+        lines.append(f'Last barge-in: the caller heard only "{t.heard}" of {t.agent}\'s turn.')
+    lines.append(f"Handed to {to_agent} by {state.owner} after {len(turns)} turns.")
+    return "\n".join(lines)
