@@ -316,6 +316,11 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
         raise InvalidEvent(f"{type_name}.agent must be a string")
     cls = event_class(type_name)
     if cls is None:
+        from ._plugins import registry
+
+        registry()  # plugins register their event types when the registry is (re)built
+        cls = event_class(type_name)
+    if cls is None:
         if _VERSION_KEY in raw:
             fields[_VERSION_KEY] = raw[_VERSION_KEY]
         for k, v in fields.items():
