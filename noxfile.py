@@ -40,4 +40,4 @@ def typing(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     session.install(".")
-    session.run("python", "benchmarks/record.py", *session.posargs)
+    session.run("python", "benchmarks/run.py", *session.posargs)
