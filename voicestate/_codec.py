@@ -283,7 +283,78 @@ def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None
         raise
     except Exception as exc:
         raise InvalidEvent(f"event bytes are not valid msgpack: {exc}") from None
+    if raw.__class__ is dict:
+        type_name = raw.get(_TYPE_KEY)
+        dec = _DECODERS.get(type_name)  # type: ignore[arg-type]
+        if dec is None:
+            cls = event_class(type_name) if isinstance(type_name, str) else None
+            if cls is not None:
+                dec = _DECODERS[type_name] = _compile_decoder(cls)  # type: ignore[index]
+        if dec is not None:
+            ev = dec(raw, seq, chain)
+            if ev is not None:
+                return ev
     return event_from_map(raw, seq=seq, chain=chain)
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any], int | None, bytes | None], Event | None]] = {}
+
+
+def _compile_decoder(cls: type[Event]) -> Callable[[dict[str, Any], int | None, bytes | None], Event | None]:
+    """Generate a straight-line decoder for ``cls``: the resume path decodes every event.
+
+    It handles the common case (current schema, no extra fields, every value of
+    its kind) and returns None for anything else, which the generic, precise
+    path then decodes or reports.
+    """
+    spec = _spec(cls)
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls, "setattr": object.__setattr__, "EMPTY": EMPTY}
+    env["check_json"] = check_field
+    lines = ["def dec(d, seq, chain):", "    if 'v' in d: return None", "    n = 1", "    o = new(cls)"]
+    for i, (key, attr, kind, default) in enumerate(spec.fields):
+        v = f"v{i}"
+        lines.append(f"    {v} = d.get({key!r}, MISSING)")
+        if default is _MISSING and key != "a":
+            lines.append(f"    if {v} is MISSING: return None")
+            present = "    n += 1"
+        else:
+            env[f"D{i}"] = default
+            fresh = f"type(D{i})()" if isinstance(default, (dict, list)) else f"D{i}"
+            lines.append(f"    if {v} is MISSING: {v} = {fresh if key != 'a' else 'None'}")
+            lines.append("    else: n += 1")
+            present = ""
+        if present:
+            lines.append(present)
+        if kind in ("str",):
+            lines.append(f"    if {v}.__class__ is not str: return None")
+        elif kind == "opt_str":
+            lines.append(f"    if {v} is not None and {v}.__class__ is not str: return None")
+        elif kind == "bool":
+            lines.append(f"    if {v}.__class__ is not bool: return None")
+        elif kind in ("float", "opt_float"):
+            opt = f"{v} is not None and " if kind == "opt_float" else ""
+            lines.append(f"    if {opt}{v}.__class__ is not float: return None")
+        elif kind in ("int", "opt_int"):
+            opt = f"{v} is not None and " if kind == "opt_int" else ""
+            lines.append(f"    if {opt}{v}.__class__ is not int: return None")
+        elif kind == "turn_ref":
+            lines.append(
+                f"    if {v} is not None and {v}.__class__ is not int and {v}.__class__ is not str: return None"
+            )
+        else:  # json / json_map: validated in full (bin, ext or non-finite values are refused precisely)
+            lines.append(f"    check_json({cls.TYPE!r}, {attr!r}, {kind!r}, {v})")
+        lines.append(f"    setattr(o, {attr!r}, {v})")
+    lines += [
+        "    if n != len(d): return None",
+        "    setattr(o, 'seq', seq)",
+        "    setattr(o, 'chain', chain)",
+        "    setattr(o, 'extra', EMPTY)",
+        "    return o",
+    ]
+    env["MISSING"] = _MISSING
+    exec(compile("\n".join(lines), f"<voicestate decoder {cls.TYPE}>", "exec"), env)
+    fn: Callable[[dict[str, Any], int | None, bytes | None], Event | None] = env["dec"]
+    return fn
 
 
 def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = None) -> Event:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import hmac
 import json
 import math
@@ -45,6 +46,7 @@ _FIELDS = (
     "call_id",
     "chain",
     "data",
+    "digest",
     "epoch",
     "events",
     "expires_at",
@@ -92,6 +94,7 @@ class HandoffPacket:
     signature: bytes = attrs.field(default=b"", repr=False)
     events: tuple[bytes, ...] | None = attrs.field(default=None, repr=False)
     data: Mapping[str, Any] = attrs.field(factory=dict)
+    digest: bytes | None = attrs.field(default=None, repr=False)
     version: int = PACKET_VERSION
     _ring: KeyRing | None = attrs.field(default=None, eq=False, repr=False, alias="ring")
 
@@ -116,12 +119,13 @@ class HandoffPacket:
                 float(self.expires_at),
                 self.key_id,
                 canonical(self.data),
+                self.digest,
             ]
         )
 
     def signed(self, ring: KeyRing) -> HandoffPacket:
-        """This packet signed with the ring's current key."""
-        unsigned = attrs.evolve(self, key_id=ring.current, ring=ring)
+        """This packet signed with the ring's current key (inline events bound by their digest)."""
+        unsigned = attrs.evolve(self, key_id=ring.current, ring=ring, digest=events_digest(self.events))
         return attrs.evolve(unsigned, signature=ring.sign(unsigned._body()))
 
     def verify(self, keys: KeyRing | str | Mapping[str, str | bytes], *, skew: float = DEFAULT_SKEW) -> None:
@@ -141,8 +145,12 @@ class HandoffPacket:
         if not hmac.compare_digest(hmac.digest(secret, self._body(), "sha256"), self.signature):
             raise PacketError("bad_signature", "the packet's signature does not match its contents")
         _check_window(self.issued_at, self.expires_at, skew)
-        if self.events is not None:
-            _verify_inline(self.call_id, self.events, self.seq, self.chain)
+        # One hash over the inline events (their chain is re-hashed when ``state`` is read).
+        inline = self.events is not None or self.digest is not None
+        if inline and (len(self.events or ()) != self.seq or events_digest(self.events) != self.digest):
+            raise PacketError(
+                "chain_mismatch", "the inline events do not hash to the digest the packet was signed with"
+            )
 
     # -- encodings -------------------------------------------------------------
 
@@ -154,6 +162,7 @@ class HandoffPacket:
             "call_id": self.call_id,
             "chain": b(self.chain),
             "data": canonical(self.data),
+            "digest": None if self.digest is None else b(self.digest),
             "epoch": self.epoch,
             "events": None if self.events is None else [b(e) for e in self.events],
             "expires_at": float(self.expires_at),
@@ -239,6 +248,7 @@ class HandoffPacket:
             return None
         from ._state import Folder
 
+        _verify_inline(self.call_id, self.events, self.seq, self.chain)
         folder = Folder(self.call_id, genesis(self.call_id))
         head = genesis(self.call_id)
         for seq, data in enumerate(self.events, 1):
@@ -365,7 +375,12 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
     if events_raw is not None:
         if not isinstance(events_raw, list):
             raise PacketError("malformed", "events must be a list or null")
-        events = tuple(blob("events", e) for e in events_raw)
+        if binary:
+            if not all(e.__class__ is bytes for e in events_raw):
+                raise PacketError("malformed", "events must be bytes")
+            events = tuple(events_raw)
+        else:
+            events = tuple(blob("events", e) for e in events_raw)
     chain = blob("chain", raw["chain"])
     if len(chain) != CHAIN_BYTES:
         raise PacketError("malformed", f"chain must be {CHAIN_BYTES} bytes")
@@ -376,8 +391,13 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
     data = raw["data"]
     if not isinstance(data, dict):
         raise PacketError("malformed", f"data must be a map, got {type(data).__name__}")
+    digest_raw = raw["digest"]
+    digest = None if digest_raw is None else blob("digest", digest_raw)
+    if digest is not None and len(digest) != 32:
+        raise PacketError("malformed", "digest must be 32 bytes")
     return HandoffPacket(
         data=data,
+        digest=digest,
         packet_id=get("packet_id", s, "a string"),
         call_id=get("call_id", s, "a string"),
         tenant=get("tenant", os_, "a string or null"),
@@ -409,6 +429,14 @@ def _check_window(issued_at: float, expires_at: float, skew: float, now: float |
         raise PacketError(
             "expired", f"the packet is not valid yet (issued {issued_at - now:.1f} s in the future): check the clocks"
         )
+
+
+def events_digest(events: Sequence[bytes] | None) -> bytes | None:
+    """SHA-256 over the inline events as a msgpack array: one hash for the whole call."""
+    if events is None:
+        return None
+    # msgpack frames each event with its length: unambiguous, and packed in C.
+    return hashlib.sha256(packb(list(events))).digest()
 
 
 def _verify_inline(call_id: str, events: Sequence[bytes], seq: int, chain: bytes) -> None:
@@ -504,7 +532,9 @@ def _parse_token(token: str) -> tuple[TokenClaims, bytes, bytes]:
     return TokenClaims(kid, packet_id, expires, call_id), payload, mac
 
 
-def packet_for(state: CallState, handed: HandedOff, epoch: int, ring: KeyRing) -> HandoffPacket:
+def packet_for(
+    state: CallState, handed: HandedOff, epoch: int, ring: KeyRing, events: tuple[bytes, ...] | None = None
+) -> HandoffPacket:
     """The signed packet of a recorded ``HandedOff`` (also how a token's packet is rebuilt)."""
     assert handed.seq is not None and handed.chain is not None
     packet = HandoffPacket(
@@ -523,6 +553,7 @@ def packet_for(state: CallState, handed: HandedOff, epoch: int, ring: KeyRing) -
         expires_at=handed.expires_at,
         key_id=ring.current,
         data=dict(handed.data),
+        events=events,
     )
     return packet.signed(ring)
 

@@ -552,9 +552,8 @@ class Session:
         yield from self.store.tiers.barrier(self.call_id, False, self.store.barrier_timeout)
         stored = self._log[seq - 1]
         state = self._folder.snapshot()
-        packet = packet_for(state, self._folder.handoffs[-1], stored.epoch, self.store.keys)
-        if inline:
-            packet = attrs.evolve(packet, events=tuple(e.data for e in self._log[:seq]))
+        events = tuple(e.data for e in self._log[:seq]) if inline else None
+        packet = packet_for(state, self._folder.handoffs[-1], stored.epoch, self.store.keys, events)
         get_plugin_manager().hook.after_handoff(state=state, packet=packet)
         return packet
 
