@@ -56,7 +56,10 @@ def _dumps(value: Any) -> str:
 
 def _tool_answer(tc: ToolCall) -> str:
     if tc.status == "ok":
-        return tc.result if isinstance(tc.result, str) else _dumps(tc.result)
+        # A plain string goes as is; one that would read back as JSON is quoted, so it round-trips.
+        if isinstance(tc.result, str) and _loads(tc.result) is tc.result:
+            return tc.result
+        return _dumps(tc.result)
     if tc.status == "pending":
         return _PENDING_JSON
     return _dumps({"status": tc.status, "error": tc.error})
@@ -64,9 +67,10 @@ def _tool_answer(tc: ToolCall) -> str:
 
 def render(state: CallState, policy: ContextPolicy) -> list[dict[str, Any]]:
     turns = list(state.turns)
+    first_seq = 0  # everything, unless a window is asked for
     if policy.last_turns is not None:
         turns = turns[len(turns) - policy.last_turns :] if policy.last_turns else []
-    first_seq = turns[0].seq if turns else state.seq + 1
+        first_seq = turns[0].seq if turns else state.seq + 1
     items: list[tuple[int, bool, Any]] = [(t.seq, True, t) for t in turns]
     if policy.tools:
         items += [(tc.seq, False, tc) for tc in state.tools.values() if tc.seq >= first_seq or tc.status == "pending"]
@@ -114,9 +118,14 @@ def _text(content: Any, where: str) -> str:
     raise InvalidEvent(f"{where}: content must be a string or a list of parts, not {type(content).__name__}")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON
+
+
 def _loads(text: str) -> Any:
+    """JSON if ``text`` is JSON, else ``text`` itself (the very object)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except ValueError:
         return text
 

@@ -113,7 +113,7 @@ class Store:
             raise OwnershipError(
                 f"call {call_id!r} already exists; join it with resume() (or takeover=True if its owner died)"
             )
-        session._confirm([started], stored)
+        session._confirm([items[0][0]], stored)  # the event as recorded: redacted
         return session
 
     # -- resume ----------------------------------------------------------------
