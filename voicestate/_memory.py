@@ -78,7 +78,8 @@ class MemoryBackend:
             if call is None or event.id in call.ids or call.ended:
                 return False
             stored = call.events
-            if len(stored) != event.seq - 1 or stored[-1].epoch != expected_epoch or stored[-1].chain != expected_head:
+            last = stored[-1]
+            if last.seq != event.seq - 1 or last.epoch != expected_epoch or last.chain != expected_head:
                 return False
             stored.append(event)
             call.ids[event.id] = event.seq
