@@ -41,3 +41,11 @@ def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     session.install(".")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site; warnings are errors."""
+    session.install("mkdocs==1.6.1")
+    # mkdocs refuses a site_dir inside docs_dir, so the site goes to build/docs (git-ignored).
+    session.run("mkdocs", "build", "--strict", "--site-dir", "build/docs")
