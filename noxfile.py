@@ -1,4 +1,4 @@
-"""Sessions: demo, tests, lint, typing, bench. `pip install 'nox[uv]'` then `nox -s NAME`."""
+"""Sessions: demo, tests, lint, typing, bench, docs. `pip install 'nox[uv]'` then `nox -s NAME`."""
 
 from __future__ import annotations
 

@@ -408,3 +408,24 @@ def test_a_plugin_that_is_not_installed_is_a_one_line_error(plugin_path: Path) -
         assert ran.returncode == 1, (args, ran)
         assert "nope" in _one_error_line(ran, "ConfigError")
         assert ran.stdout == ""
+
+
+def test_verify_token_with_agent_needs_the_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'calls.db'}"
+    store = vs.open_store(url, signing_keys=KEYS)
+    s = store.open("call-t", agent="triage")
+    token = s.handoff(to="billing").to_token()
+    store.close()
+    out = _run("packet", "verify", token, "--keys", KEYS, "--agent", "sales")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "voicestate: error: ConfigError: a token's target is in the store: pass --store to check it against --agent"
+    ]
+
+
+def test_demo_refuses_a_process_local_store() -> None:
+    out = _run("demo", "--store", "memory://")
+    assert out.returncode == 1
+    assert _one_error_line(out, "ConfigError").startswith(
+        "voicestate: error: ConfigError: memory:// serves one process"
+    )

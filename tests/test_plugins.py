@@ -296,3 +296,36 @@ def test_every_hook_is_documented_with_its_signature_and_an_example() -> None:
         assert "```python" in body, f"{name}: no example"
         assert "hookimpl" in body, f"{name}: the example does not implement the hook"
         assert f"def {name}(" in body, f"{name}: the example does not define {name}"
+
+
+def test_a_failing_observer_does_not_undo_the_handoff(
+    plugin: Callable[[object], object], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        @vs.hookimpl
+        def after_handoff(self, state: vs.CallState, packet: vs.HandoffPacket) -> None:
+            raise RuntimeError("metrics backend down")
+
+        @vs.hookimpl
+        def after_resume(self, state: vs.CallState, packet: vs.HandoffPacket | None) -> None:
+            raise RuntimeError("audit backend down")
+
+    plugin(Broken())
+    store = _store()
+    s = _call(store)
+    packet = s.handoff(to="billing")  # stored: the caller gets its packet
+    b = store.resume(packet, agent="billing")  # redeemed: the caller gets its session
+    assert b.state.owner == "billing"
+    assert "metrics backend down" in caplog.text
+    assert "audit backend down" in caplog.text
+
+
+def test_registering_a_plugin_twice_is_a_config_error(plugin: Callable[[object], object]) -> None:
+    class Plugin:
+        @vs.hookimpl
+        def after_handoff(self, state: vs.CallState, packet: vs.HandoffPacket) -> None:
+            pass
+
+    obj = plugin(Plugin())
+    with pytest.raises(vs.ConfigError, match="cannot register"):
+        vs.register_plugin(obj)

@@ -157,7 +157,7 @@ def run_packet(args: argparse.Namespace) -> int:
     try:
         decoded = peek(data)
     except PacketError as exc:
-        p.say(f"verdict: INVALID ({exc.reason}): {exc}", "bad")
+        p.say(f"verdict: INVALID ({exc.reason}): {_detail(exc)}", "bad")
         return 1
     if args.action == "show":
         _show(p, decoded)
@@ -169,19 +169,30 @@ def run_packet(args: argparse.Namespace) -> int:
     try:
         if isinstance(decoded, TokenClaims):
             decode_token(data if isinstance(data, str) else data.decode(), keys)
+            if args.agent and not args.store:
+                raise ConfigError("a token's target is in the store: pass --store to check it against --agent")
         else:
             decoded.verify(keys)
             if args.agent and decoded.to_agent != args.agent:
                 raise PacketError("wrong_target", f"addressed to {decoded.to_agent!r}, not {args.agent!r}")
         if args.store:
             _check_in_store(p, args.store, decoded, args.agent)
+    except ConfigError:
+        raise
     except VoiceStateError as exc:
         reason = exc.reason if isinstance(exc, PacketError) else type(exc).__name__
-        p.say(f"verdict: INVALID ({reason}): {exc}", "bad")
+        p.say(f"verdict: INVALID ({reason}): {_detail(exc)}", "bad")
         return 1
     expires = decoded.expires_at
     p.say(f"verdict: VALID: signed with key {decoded.key_id!r}, expires in {expires - time.time():.0f} s", "ok")
     return 0
+
+
+def _detail(exc: VoiceStateError) -> str:
+    text = str(exc)
+    if isinstance(exc, PacketError) and text.startswith(exc.reason + ": "):
+        return text[len(exc.reason) + 2 :]
+    return text
 
 
 def _show(p: Printer, decoded: HandoffPacket | TokenClaims) -> None:

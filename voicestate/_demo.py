@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import FencedError
+from ._errors import ConfigError, FencedError
 from ._events import (
     AgentSpoke,
     CallEnded,
@@ -51,6 +51,12 @@ def run_demo(store_url: str | None, printer: Printer | None = None) -> int:
         p.say(f"voicestate demo: call {call_id} on {url}", "title")
         p.say()
         store = open_store(url, signing_keys=keys)
+        if not store.tiers.deciding.backend.capabilities.shared_across_processes:
+            store.close()
+            raise ConfigError(
+                f"{url} serves one process, and the demo hands the call to a second one: "
+                "use a store processes share, e.g. --store sqlite:///calls.db"
+            )
         try:
             with store.open(call_id, agent="triage", meta={"channel": "sip", "caller": "+1-555-0100"}) as s:
                 p.say("[triage]    owns the call (epoch 1)", "owner")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -15,6 +16,8 @@ import pluggy
 
 from . import hookspecs
 from ._errors import ConfigError
+
+log = logging.getLogger("voicestate.plugins")
 
 ENTRY_POINT_GROUP = "voicestate"
 PLUGINS_ENV_VAR = "VOICESTATE_PLUGINS"
@@ -90,11 +93,32 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         )
 
 
+def notify(hook_name: str, **kwargs: Any) -> None:
+    """Call an observer hook (``after_handoff``, ``after_resume``).
+
+    The change it reports is already stored, so an observer's error must not
+    reach the caller as if the handoff or resume had failed: it is logged.
+    """
+    hook = getattr(get_plugin_manager().hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+        except Exception:
+            log.exception(
+                "voicestate: the %s hook of plugin %r failed (ignored: the change is stored)",
+                hook_name,
+                impl.plugin_name,
+            )
+
+
 def register_plugin(plugin: object, name: str | None = None) -> str:
     """Register a plugin object or module (as an entry point would); returns its name."""
     pm = get_plugin_manager()
     with _lock:
-        registered = pm.register(plugin, name=name)
+        try:
+            registered = pm.register(plugin, name=name)
+        except ValueError as exc:  # pluggy: the same plugin or name twice
+            raise ConfigError(f"cannot register plugin {name or plugin!r}: {exc}") from None
         if registered is None:
             raise ConfigError(f"plugin {name or plugin!r} is blocked or already registered")
         try:

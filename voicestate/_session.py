@@ -35,7 +35,7 @@ from ._events import (
 from ._ids import new_packet_id
 from ._io import Flow, arun, run
 from ._packet import HandoffPacket, packet_for
-from ._plugins import get_plugin_manager
+from ._plugins import get_plugin_manager, notify
 from ._state import CallState, Folder
 
 if TYPE_CHECKING:
@@ -554,7 +554,7 @@ class Session:
         state = self._folder.snapshot()
         events = tuple(e.data for e in self._log[:seq]) if inline else None
         packet = packet_for(state, self._folder.handoffs[-1], stored.epoch, self.store.keys, events)
-        get_plugin_manager().hook.after_handoff(state=state, packet=packet)
+        notify("after_handoff", state=state, packet=packet)
         return packet
 
     def _prepare_handoff(self, state: CallState, ev: HandedOff) -> HandedOff:

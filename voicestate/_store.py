@@ -15,7 +15,7 @@ from ._io import Flow, arun, run
 from ._keys import KeyRing
 from ._memory import MemoryBackend
 from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, check_chain_at, decode_token, packet_for
-from ._plugins import get_plugin_manager
+from ._plugins import notify
 from ._session import Session
 from ._state import CallState, Folder
 from ._tiers import Tiers
@@ -213,7 +213,7 @@ class Store:
             handed = next(h for h in reversed(state.handoffs) if h.packet_id == packet_id)
             assert handed.seq is not None
             packet = packet_for(state, handed, session._log[handed.seq - 1].epoch, self.keys)
-        get_plugin_manager().hook.after_resume(state=state, packet=packet)
+        notify("after_resume", state=state, packet=packet)
 
     def _redeemable(
         self, st: CallState, agent: str, wanted: str | None, claims: TokenClaims | None, fates: Mapping[str, str]
@@ -277,7 +277,25 @@ class Store:
         meta = yield from self.tiers.meta(call_id)
         if meta is None:
             raise CallNotFound(f"no call {call_id!r} in {self!r}")
-        return (yield from self.tiers.load(call_id, meta))
+        log = yield from self.tiers.load(call_id, meta)
+        self._check_tenant_of(call_id, log[0])
+        return log
+
+    def _tenant_guard(self, call_id: str) -> Flow[None]:
+        """With a tenant set, a call of another tenant does not exist for this store."""
+        if self.tenant is None:
+            return
+        first = yield from self.tiers.load_first(call_id)
+        if first is None:
+            raise CallNotFound(f"no call {call_id!r} in {self!r}")
+        self._check_tenant_of(call_id, first)
+
+    def _check_tenant_of(self, call_id: str, first: StoredEvent) -> None:
+        if self.tenant is None:
+            return
+        started = decode_event(first.data, first.seq, first.chain)
+        if getattr(started, "tenant", None) != self.tenant:
+            raise CallNotFound(f"no call {call_id!r} for tenant {self.tenant!r}")
 
     def events(self, call_id: str) -> list[Event]:
         """Every event of the call, decoded, with ``seq`` and ``chain`` set."""
@@ -314,6 +332,7 @@ class Store:
         if len({ev.id for ev, _ in items}) != len(items):
             raise InvalidEvent("the same event id appears twice in one append() call")
         last_id = items[-1][0].id
+        yield from self._tenant_guard(call_id)
         meta = yield from self.tiers.meta(call_id)
         for _ in range(self.retries):
             if meta is None:
@@ -340,10 +359,19 @@ class Store:
 
     def delete(self, call_id: str) -> bool:
         """Remove the call from every tier; True if it existed."""
-        return run(self.tiers.delete(check_call_id(call_id)))
+        return run(self._delete(call_id))
 
     async def adelete(self, call_id: str) -> bool:
-        return await arun(self.tiers.delete(check_call_id(call_id)))
+        return await arun(self._delete(call_id))
+
+    def _delete(self, call_id: str) -> Flow[bool]:
+        check_call_id(call_id)
+        if self.tenant is not None:
+            try:
+                yield from self._tenant_guard(call_id)
+            except CallNotFound:
+                return False
+        return (yield from self.tiers.delete(call_id))
 
     # -- lifetime --------------------------------------------------------------
 

@@ -128,6 +128,11 @@ class Tiers:
                 yield call(tier.backend, "delete", call_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def load_first(self, call_id: str) -> Flow[StoredEvent | None]:
+        """The call's first event (CallStarted) from the deciding tier, or None."""
+        got = yield call(self.deciding.backend, "load", call_id, 1, 1)
+        return got[0] if got else None
+
     # -- writes --------------------------------------------------------------
 
     def append(

@@ -2,7 +2,7 @@
 
 A backend passes it by subclassing, in a few lines::
 
-    from voicestate.testing import BackendConformance, StoreConformance
+    from voicestate.testing import MultiProcessBackendConformance, MultiProcessStoreConformance
 
     class TestMyBackend(MultiProcessBackendConformance, MultiProcessStoreConformance):
         @pytest.fixture
