@@ -19,7 +19,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite: the core, its conformance suite, processes racing."""
-    session.install(".[test]")
+    session.install(".[test,rich]")
     session.run("pytest", *(session.posargs or ["tests"]))
 
 
@@ -32,7 +32,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    session.install(".[test]", "mypy==2.4.1")
+    session.install(".[test,rich]", "mypy==2.4.1")
     session.run("mypy")
 
 

@@ -34,7 +34,7 @@ class Printer:
             except ImportError:  # rich is optional: pip install 'voicestate[rich]'
                 pass
             else:
-                self._console = Console(file=self.out, highlight=False, soft_wrap=True)
+                self._console = Console(file=self.out, highlight=False, soft_wrap=True, force_terminal=True)
 
     @property
     def rich(self) -> bool:
