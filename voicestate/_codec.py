@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import attrs
@@ -298,6 +298,16 @@ def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None
 
 
 _DECODERS: dict[str, Callable[[dict[str, Any], int | None, bytes | None], Event | None]] = {}
+
+
+def warm_up(classes: Sequence[type[Event]]) -> None:
+    """Generate the encoders and decoders of ``classes`` now, not on a call's first event
+    (a receiver's first resume would otherwise pay for it)."""
+    for cls in classes:
+        if cls not in _ENCODERS:
+            _ENCODERS[cls] = _compile_encoder(cls)
+        if cls.TYPE not in _DECODERS:
+            _DECODERS[cls.TYPE] = _compile_decoder(cls)
 
 
 def _compile_decoder(cls: type[Event]) -> Callable[[dict[str, Any], int | None, bytes | None], Event | None]:

@@ -181,6 +181,10 @@ def registry() -> Registry:
         for impl in reversed(pm.hook.register_commands.get_hookimpls()):
             impl.function(register=add_command)
         pm.hook.register_event_types(register=register_event_type)
+        from ._codec import warm_up
+        from ._events import event_types
+
+        warm_up(list(event_types().values()))
         _registry = Registry(backends, formats, commands, _redaction_chain(pm))
         return _registry
 
