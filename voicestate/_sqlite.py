@@ -41,6 +41,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS vs_events_id ON vs_events (call_id, id);
 """
 
 
+class _Duplicate(Exception):
+    """Rolls the append's transaction back when an event id is already stored."""
+
+
 class SQLiteBackend:
     capabilities = Capabilities(shared_across_processes=True, threads=True)
 
@@ -117,13 +121,6 @@ class SQLiteBackend:
         conn = self._conn()
         try:
             with self._tx(conn, immediate=True):
-                ids = [e.id for e in events]
-                marks = ",".join("?" * len(ids))
-                rows = conn.execute(
-                    f"SELECT id, seq FROM vs_events WHERE call_id = ? AND id IN ({marks})", (call_id, *ids)
-                ).fetchall()
-                if rows:
-                    return AppendResult("duplicate", None, dict(rows))
                 meta = self._meta(conn, call_id)
                 seq = 0 if meta is None else meta.seq
                 if (
@@ -133,11 +130,29 @@ class SQLiteBackend:
                         expected_epoch is not None and meta is not None and (meta.ended or meta.epoch != expected_epoch)
                     )
                 ):
-                    return AppendResult("conflict", meta)
-                self._insert(conn, call_id, events, meta)
+                    # A retry of stored events is a duplicate, whatever the seq now is.
+                    dups = self._duplicates(conn, call_id, events)
+                    return AppendResult("duplicate", None, dups) if dups else AppendResult("conflict", meta)
+                try:
+                    self._insert(conn, call_id, events, meta)
+                except sqlite3.IntegrityError:  # the unique (call_id, id) index: some ids are stored
+                    raise _Duplicate from None  # roll back first: this batch's own rows must not count
                 return OK
+        except _Duplicate:
+            dups = self._duplicates(conn, call_id, events)
+            return (
+                AppendResult("duplicate", None, dups) if dups else AppendResult("conflict", self._meta(conn, call_id))
+            )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: append failed: {exc}") from exc
+
+    def _duplicates(self, conn: sqlite3.Connection, call_id: str, events: Sequence[StoredEvent]) -> dict[str, int]:
+        ids = [e.id for e in events]
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT id, seq FROM vs_events WHERE call_id = ? AND id IN ({marks})", (call_id, *ids)
+        ).fetchall()
+        return dict(rows)
 
     def _insert(
         self, conn: sqlite3.Connection, call_id: str, events: Sequence[StoredEvent], meta: CallMeta | None

@@ -136,6 +136,12 @@ class BackendConformance:
         assert res.status == "duplicate"
         assert dict(res.duplicates) == {evs[1].id: 2}
         assert backend.get_meta("c1").seq == 3  # type: ignore[union-attr]
+        # a batch with a new event and a stored one: only the stored one is reported, nothing written
+        batch = make_events("c1", [Note("fresh")], start_seq=3, head=evs[-1].chain) + [evs[2]._replace(seq=5)]
+        res = backend.append("c1", batch, 3, 1, evs[-1].chain)
+        assert res.status == "duplicate"
+        assert dict(res.duplicates) == {evs[2].id: 3}
+        assert [e.seq for e in backend.load("c1")] == [1, 2, 3]
         # a duplicate is reported even when the seq has moved on (a retry from anywhere)
         res = backend.append("c1", [evs[2]], 1, None)
         assert res.status == "duplicate" and dict(res.duplicates) == {evs[2].id: 3}
