@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -28,3 +28,20 @@ def store(request: pytest.FixtureRequest) -> Iterator[vs.Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def plugin() -> Iterator[Callable[[object], object]]:
+    """Register plugins for one test (as a third party would); unregistered afterwards."""
+    registered: list[object] = []
+
+    def add(obj: object) -> object:
+        vs.register_plugin(obj)
+        registered.append(obj)
+        return obj
+
+    try:
+        yield add
+    finally:
+        for obj in registered:
+            vs.unregister_plugin(obj)

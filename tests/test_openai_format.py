@@ -786,21 +786,6 @@ class RenderOnlyFormat:
         register("shout", lambda state, policy: [t.text.upper() for t in state.turns])
 
 
-@pytest.fixture
-def plugin() -> Iterator[Callable[[object], None]]:
-    registered: list[object] = []
-
-    def add(obj: object) -> None:
-        vs.register_plugin(obj)
-        registered.append(obj)
-
-    try:
-        yield add
-    finally:
-        for obj in registered:
-            vs.unregister_plugin(obj)
-
-
 def test_plugin_format_renders_and_parses(store: vs.Store, plugin: Callable[[object], None]) -> None:
     plugin(PlainFormat())
     s = store.open("c1", agent="triage")

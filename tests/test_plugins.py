@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,21 +25,6 @@ from voicestate._memory import MemoryBackend
 
 KEYS = "t1:plugin-tests-secret-0123456789"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md"
-
-
-@pytest.fixture
-def plugin() -> Iterator[Callable[[object], object]]:
-    """Register plugins for one test; they are unregistered afterwards."""
-    registered: list[object] = []
-
-    def add(obj: object) -> object:
-        vs.register_plugin(obj)
-        registered.append(obj)
-        return obj
-
-    yield add
-    for obj in registered:
-        vs.unregister_plugin(obj)
 
 
 def _store(url: str = "memory://") -> vs.Store:

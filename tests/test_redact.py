@@ -417,21 +417,6 @@ class ChangesId:
         return None
 
 
-@pytest.fixture
-def plugin() -> Iterator[Callable[[object], None]]:
-    registered: list[object] = []
-
-    def add(obj: object) -> None:
-        vs.register_plugin(obj)
-        registered.append(obj)
-
-    try:
-        yield add
-    finally:
-        for obj in registered:
-            vs.unregister_plugin(obj)
-
-
 def test_plugin_redactor_runs_with_the_card_redactor(plugin: Callable[[object], None]) -> None:
     plugin(Upper())
     store = vs.open_store(memory_url("redact-chain"), signing_keys=KEYS)  # after registering: it reads the chain

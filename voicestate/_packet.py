@@ -532,27 +532,51 @@ def _parse_token(token: str) -> tuple[TokenClaims, bytes, bytes]:
     return TokenClaims(kid, packet_id, expires, call_id), payload, mac
 
 
-def packet_for(
-    state: CallState, handed: HandedOff, epoch: int, ring: KeyRing, events: tuple[bytes, ...] | None = None
+def unsigned_packet(
+    handed: HandedOff,
+    *,
+    call_id: str,
+    tenant: str | None,
+    seq: int,
+    epoch: int,
+    chain: bytes,
+    key_id: str,
+    events: tuple[bytes, ...] | None = None,
 ) -> HandoffPacket:
-    """The signed packet of a recorded ``HandedOff`` (also how a token's packet is rebuilt)."""
-    assert handed.seq is not None and handed.chain is not None
-    packet = HandoffPacket(
+    """The packet a ``HandedOff`` event describes, at the given position of the log."""
+    return HandoffPacket(
         packet_id=handed.packet_id,
-        call_id=state.call_id,
-        tenant=state.tenant,
+        call_id=call_id,
+        tenant=tenant,
         from_agent=handed.agent,
         to_agent=handed.to_agent,
         kind=handed.kind,
         reason=handed.reason,
         summary=handed.summary,
+        seq=seq,
+        epoch=epoch,
+        chain=chain,
+        issued_at=handed.at,
+        expires_at=handed.expires_at,
+        key_id=key_id,
+        data=dict(handed.data),
+        events=events,
+    )
+
+
+def packet_for(
+    state: CallState, handed: HandedOff, epoch: int, ring: KeyRing, events: tuple[bytes, ...] | None = None
+) -> HandoffPacket:
+    """The signed packet of a recorded ``HandedOff`` (also how a token's packet is rebuilt)."""
+    assert handed.seq is not None and handed.chain is not None
+    packet = unsigned_packet(
+        handed,
+        call_id=state.call_id,
+        tenant=state.tenant,
         seq=handed.seq,
         epoch=epoch,
         chain=handed.chain,
-        issued_at=handed.at,
-        expires_at=handed.expires_at,
         key_id=ring.current,
-        data=dict(handed.data),
         events=events,
     )
     return packet.signed(ring)

@@ -34,7 +34,7 @@ from ._events import (
 )
 from ._ids import new_packet_id
 from ._io import Flow, arun, run
-from ._packet import HandoffPacket, packet_for
+from ._packet import HandoffPacket, packet_for, unsigned_packet
 from ._plugins import get_plugin_manager, notify
 from ._state import CallState, Folder
 
@@ -564,22 +564,14 @@ class Session:
             summary = hook.summarize_call(state=state, to_agent=ev.to_agent)
             if summary is not None:
                 ev = attrs.evolve(ev, summary=str(summary))
-        draft = HandoffPacket(
-            packet_id=ev.packet_id,
+        draft = unsigned_packet(
+            attrs.evolve(ev, agent=self.agent),
             call_id=self.call_id,
             tenant=state.tenant,
-            from_agent=self.agent,
-            to_agent=ev.to_agent,
-            kind=ev.kind,
-            reason=ev.reason,
-            summary=ev.summary,
             seq=state.seq + 1,
             epoch=self.epoch,
-            chain=b"",
-            issued_at=ev.at,
-            expires_at=ev.expires_at,
+            chain=b"",  # not recorded yet
             key_id=self.store.keys.current,
-            data=ev.data,
         )
         changes: dict[str, Any] = {}
         data = dict(ev.data)

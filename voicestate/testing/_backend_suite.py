@@ -137,7 +137,7 @@ class BackendConformance:
         assert dict(res.duplicates) == {evs[1].id: 2}
         assert backend.get_meta("c1").seq == 3  # type: ignore[union-attr]
         # a batch with a new event and a stored one: only the stored one is reported, nothing written
-        batch = make_events("c1", [Note("fresh")], start_seq=3, head=evs[-1].chain) + [evs[2]._replace(seq=5)]
+        batch = [*make_events("c1", [Note("fresh")], start_seq=3, head=evs[-1].chain), evs[2]._replace(seq=5)]
         res = backend.append("c1", batch, 3, 1, evs[-1].chain)
         assert res.status == "duplicate"
         assert dict(res.duplicates) == {evs[2].id: 3}
