@@ -30,6 +30,9 @@ from ._events import (
     event_class,
 )
 
+PENDING = b""
+"""The chain value of an event an in-process tier has not chained yet (see _memory)."""
+
 CHAIN_BYTES = 16
 """Chain values are SHA-256 truncated to 128 bits: ample against corruption and
 second preimages, and half the bytes per stored event."""

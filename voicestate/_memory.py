@@ -1,4 +1,11 @@
-"""``memory://[name]``: the in-process backend. Named instances are shared within a process."""
+"""``memory://[name]``: the in-process backend. Named instances are shared within a process.
+
+An owner's single-event appends may arrive *unchained* (``chain == PENDING``):
+DESIGN lets a hot in-process tier chain lazily, before anything leaves the
+process. The chain values are computed, in order, the first time anything
+reads the call (metadata, a load, another writer), so every reader sees a
+fully chained log and the record path skips one SHA-256.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,37 @@ import weakref
 from collections.abc import Sequence
 
 from ._backend import OK, AppendResult, CallMeta, Capabilities
-from ._codec import StoredEvent
+from ._codec import PENDING, StoredEvent, chain_next, genesis
 
 
 class _Call:
-    __slots__ = ("ended", "events", "ids")
+    __slots__ = ("call_id", "ended", "events", "ids", "settled")
 
-    def __init__(self) -> None:
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
         self.events: list[StoredEvent] = []  # index = seq - 1
         self.ids: dict[str, int] = {}
         self.ended = False
+        self.settled = 0  # events[:settled] carry their chain values
+
+    def settle(self) -> None:
+        """Chain the pending events (under the backend's lock)."""
+        events = self.events
+        n = len(events)
+        if self.settled == n:
+            return
+        i = self.settled
+        head = events[i - 1].chain if i else genesis(self.call_id)
+        new = tuple.__new__  # _replace is several times slower
+        while i < n:
+            e = events[i]
+            if e[3] == PENDING:
+                head = chain_next(head, e[2])
+                events[i] = new(StoredEvent, (e[0], e[1], e[2], head, e[4], e[5]))
+            else:
+                head = e[3]
+            i += 1
+        self.settled = n
 
 
 class MemoryBackend:
@@ -30,12 +58,23 @@ class MemoryBackend:
         self._calls: dict[str, _Call] = {}
         self._lock = threading.Lock()
 
+    def _read(self, call_id: str, from_seq: int, to_seq: int | None) -> list[StoredEvent]:
+        # Settle and slice under the lock: an unchained append may land in between otherwise.
+        with self._lock:
+            call = self._calls.get(call_id)
+            if call is None:
+                return []
+            call.settle()
+            return call.events[from_seq - 1 : to_seq]
+
     def get_meta(self, call_id: str) -> CallMeta | None:
-        call = self._calls.get(call_id)
-        if call is None or not call.events:
-            return None
-        last = call.events[-1]
-        return CallMeta(last.seq, last.epoch, last.chain, call.ended)
+        with self._lock:
+            call = self._calls.get(call_id)
+            if call is None or not call.events:
+                return None
+            call.settle()
+            last = call.events[-1]
+            return CallMeta(last.seq, last.epoch, last.chain, call.ended)
 
     def append(
         self,
@@ -50,7 +89,8 @@ class MemoryBackend:
             if call is None:
                 if expected_seq != 0:
                     return AppendResult("conflict", None)
-                call = self._calls[call_id] = _Call()
+                call = self._calls[call_id] = _Call(call_id)
+            call.settle()
             ids = call.ids
             for e in events:
                 if e.id in ids:
@@ -62,40 +102,49 @@ class MemoryBackend:
                 or (n and expected_head is not None and stored[-1].chain != expected_head)
                 or (expected_epoch is not None and n and (call.ended or stored[-1].epoch != expected_epoch))
             ):
-                return AppendResult("conflict", self.get_meta(call_id))
+                last = stored[-1] if n else None
+                meta = None if last is None else CallMeta(last.seq, last.epoch, last.chain, call.ended)
+                return AppendResult("conflict", meta)
             for e in events:
                 stored.append(e)
                 ids[e.id] = e.seq
                 if e.final:
                     call.ended = True
+            call.settled = len(stored)
             return OK
 
-    def append_one(self, call_id: str, event: StoredEvent, expected_epoch: int, expected_head: bytes) -> bool:
-        """The owner's single-event append, inline: True if stored; False means
-        "take the general path" (conflict, duplicate, fenced or missing call)."""
+    def append_unchained(self, call_id: str, event: StoredEvent, expected_epoch: int, after: StoredEvent) -> bool:
+        """The owner's single-event append on the record path, inline, chained later.
+
+        Stored only if the call's last event is the very object ``after`` (the
+        owner's view of the log is the log), the epoch matches, the call has not
+        ended and the id is new. False means "take the general path".
+        """
         with self._lock:
             call = self._calls.get(call_id)
             if call is None or event.id in call.ids or call.ended:
                 return False
             stored = call.events
             last = stored[-1]
-            if last.seq != event.seq - 1 or last.epoch != expected_epoch or last.chain != expected_head:
+            if last is not after or last.epoch != expected_epoch:
                 return False
             stored.append(event)
             call.ids[event.id] = event.seq
             return True
 
+    def chained(self, call_id: str, from_seq: int, to_seq: int) -> list[StoredEvent]:
+        """Events ``from_seq..to_seq`` with their chain values (settling pending ones)."""
+        return self._read(call_id, from_seq, to_seq)
+
     def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
-        call = self._calls.get(call_id)
-        if call is None:
-            return []
-        return call.events[from_seq - 1 : to_seq]
+        return self._read(call_id, from_seq, to_seq)
 
     def write_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
         with self._lock:
             call = self._calls.get(call_id)
             if call is None:
-                call = self._calls[call_id] = _Call()
+                call = self._calls[call_id] = _Call(call_id)
+            call.settle()
             stored = call.events
             for e in events:
                 hw = len(stored)
@@ -107,6 +156,7 @@ class MemoryBackend:
                 call.ids[e.id] = e.seq
                 if e.final:
                     call.ended = True
+            call.settled = len(stored)
             if not stored:
                 del self._calls[call_id]
             return len(stored)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from hashlib import sha256 as _sha256
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._backend import OK, AppendResult, CallMeta
-from ._codec import CHAIN_BYTES, StoredEvent, chain_next, decode_event, encode_event, genesis
+from ._codec import PENDING, StoredEvent, chain_next, decode_event, encode_event, genesis
 from ._context import ContextPolicy
 from ._errors import CallNotFound, FencedError, IntegrityError, InvalidEvent, SeqConflict, VoiceStateError
 from ._events import (
@@ -24,7 +23,6 @@ from ._events import (
     HandedOff,
     HandoffCancelled,
     Interrupted,
-    Note,
     OwnerChanged,
     SlotsSet,
     ToolCalled,
@@ -44,7 +42,7 @@ if TYPE_CHECKING:
 
 _CHECKED = frozenset({Interrupted, ToolCalled, ToolReturned, ToolCancelled, SlotsSet})
 _new_tuple = tuple.__new__  # builds a NamedTuple without its keyword-handling __new__
-_PLAIN = frozenset({UserSpoke, AgentSpoke, Note})  # no reference to check, no ownership effect
+_SPOKEN = frozenset({UserSpoke, AgentSpoke})  # no reference to check, no ownership effect, not stamped
 
 
 class Session:
@@ -73,6 +71,7 @@ class Session:
         self._drainer: asyncio.Task[None] | None = None
         # the inline fast path: a lone in-process tier
         self._inline = store._inline
+        self._unsettled = 0  # trailing _log entries appended unchained (chain == PENDING)
         self._redact = store._redact
 
     # -- reading ---------------------------------------------------------------
@@ -80,7 +79,28 @@ class Session:
     @property
     def state(self) -> CallState:
         """The call as this session knows it (queued ``record_nowait`` events included)."""
+        if self._unsettled:
+            self._settle()
         return self._folder.snapshot()
+
+    def _settle(self) -> None:
+        """Give the events appended unchained their chain values (the store's, when it has them)."""
+        n = self._unsettled
+        if not n:
+            return
+        log = self._log
+        first = len(log) - n  # index of the first unchained entry
+        got = self._inline.chained(self.call_id, first + 1, len(log)) if self._inline is not None else []
+        if len(got) == n and [e.id for e in got] == [e.id for e in log[first:]]:
+            log[first:] = got
+        else:  # the call was deleted or replaced meanwhile: chain this session's own copy
+            head = log[first - 1].chain if first else genesis(self.call_id)
+            for i in range(first, len(log)):
+                head = chain_next(head, log[i].data)
+                log[i] = log[i]._replace(chain=head)
+        self._unsettled = 0
+        assert not self._queue and self._folder.seq == len(log)
+        self._folder.chain = log[-1].chain
 
     @property
     def seq(self) -> int:
@@ -260,6 +280,7 @@ class Session:
         )
 
     def _enqueue(self, items: list[tuple[Event, bytes]]) -> None:
+        self._settle()
         if not self._queue:
             self._mark = self._folder.snapshot()
         start = len(self._queue)
@@ -343,6 +364,7 @@ class Session:
 
     def _run(self, flow: Flow[Any]) -> Any:
         self._sync_guard()
+        self._settle()
         self._busy = True
         try:
             return run(flow)
@@ -353,6 +375,7 @@ class Session:
         if self._alock is None:
             self._alock = asyncio.Lock()
         async with self._alock:
+            self._settle()
             self._busy = True
             try:
                 return await arun(flow_factory())
@@ -373,25 +396,26 @@ class Session:
         if (
             inline is not None
             and len(events) == 1
-            and events[0].__class__ in _PLAIN
+            and events[0].__class__ in _SPOKEN
             and not (self._queue or self._busy or self._error)
             and (events[0].__class__ is not UserSpoke or events[0].final)
         ):
-            # The hottest path: one plain event into a lone in-process tier, inline.
+            # The hottest path: one utterance into a lone in-process tier, inline,
+            # chained later (see _memory): encode, one conditional append, fold.
             ev = events[0]
             redact = self._redact
             if redact is not None:
                 ev = redact(ev)
-            folder = self._folder
-            seq = folder.seq + 1
-            data = encode_event(ev, self.agent)
-            chain = _sha256(folder.chain + data).digest()[:CHAIN_BYTES]
-            se = _new_tuple(StoredEvent, (seq, ev.id, data, chain, self.epoch, False))
-            if inline.append_one(self.call_id, se, self.epoch, folder.chain):
-                folder.apply(ev, seq, chain, ev.agent or self.agent)
-                self._log.append(se)
+            log = self._log
+            seq = len(log) + 1
+            se = _new_tuple(StoredEvent, (seq, ev.id, encode_event(ev, self.agent), PENDING, self.epoch, False))
+            if inline.append_unchained(self.call_id, se, self.epoch, log[-1]):
+                self._folder.apply(ev, seq, PENDING, ev.agent or self.agent)
+                log.append(se)
                 self._ids.add(se.id)
+                self._unsettled += 1
                 return seq
+        self._settle()
         items = self._prepare(events)
         if not items:  # only interim transcripts, which are not stored
             return self._folder.seq

@@ -222,22 +222,17 @@ class CallState:
 
     __slots__ = (
         "__weakref__",
+        "_parts",
         "call_id",
         "chain",
         "ended_reason",
         "epoch",
-        "handoffs",
         "meta",
-        "notes",
         "owner",
         "pending_handoff",
-        "private_slots",
         "seq",
-        "slots",
         "status",
         "tenant",
-        "tools",
-        "turns",
     )
 
     call_id: str
@@ -248,14 +243,39 @@ class CallState:
     status: Literal["active", "ended"]
     meta: Mapping[str, Any]
     chain: bytes
-    turns: Sequence[Turn]
-    tools: Mapping[str, ToolCall]
-    slots: Mapping[str, Any]
-    private_slots: Mapping[str, Mapping[str, Any]]
-    handoffs: Sequence[HandedOff]
-    notes: Sequence[Note]
     pending_handoff: HandedOff | None
     ended_reason: str | None
+    # The folder's lists and histories with their lengths at this snapshot; the
+    # views are built when read (taking a snapshot stays a few attribute sets).
+    _parts: tuple[Any, ...]
+
+    @property
+    def turns(self) -> Sequence[Turn]:
+        p = self._parts
+        return _Seq(p[0], p[1], p[2], self.seq)
+
+    @property
+    def tools(self) -> Mapping[str, ToolCall]:
+        p = self._parts
+        return _Tools(_Seq(p[3], p[4], p[5], self.seq), p[6])
+
+    @property
+    def slots(self) -> Mapping[str, Any]:
+        return _Slots(self._parts[7], self.seq)
+
+    @property
+    def private_slots(self) -> Mapping[str, Mapping[str, Any]]:
+        return _Private(self._parts[8], self.seq)
+
+    @property
+    def handoffs(self) -> Sequence[HandedOff]:
+        p = self._parts
+        return _Seq(p[9], p[10])
+
+    @property
+    def notes(self) -> Sequence[Note]:
+        p = self._parts
+        return _Seq(p[11], p[12])
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("CallState is immutable")
@@ -338,24 +358,37 @@ class Folder:
         snap = self._snap
         if snap is not None:
             return snap
-        seq = self.seq
         s = object.__new__(CallState)
         _set(s, "call_id", self.call_id)
         _set(s, "tenant", self.tenant)
         _set(s, "owner", self.owner)
         _set(s, "epoch", self.epoch)
-        _set(s, "seq", seq)
+        _set(s, "seq", self.seq)
         _set(s, "status", self.status)
         _set(s, "meta", self.meta)
         _set(s, "chain", self.chain)
-        _set(s, "turns", _Seq(self.turns, len(self.turns), self._turn_changes, seq))
-        _set(s, "tools", _Tools(_Seq(self.tools, len(self.tools), self._tool_changes, seq), self._tool_index))
-        _set(s, "slots", _Slots(self._slots, seq))
-        _set(s, "private_slots", _Private(self._private, seq))
-        _set(s, "handoffs", _Seq(self.handoffs, len(self.handoffs)))
-        _set(s, "notes", _Seq(self.notes, len(self.notes)))
         _set(s, "pending_handoff", self.pending_handoff)
         _set(s, "ended_reason", self.ended_reason)
+        turns, tools, handoffs, notes = self.turns, self.tools, self.handoffs, self.notes
+        _set(
+            s,
+            "_parts",
+            (
+                turns,
+                len(turns),
+                self._turn_changes,
+                tools,
+                len(tools),
+                self._tool_changes,
+                self._tool_index,
+                self._slots,
+                self._private,
+                handoffs,
+                len(handoffs),
+                notes,
+                len(notes),
+            ),
+        )
         self._snap = s
         return s
 

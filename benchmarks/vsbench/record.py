@@ -47,8 +47,12 @@ def _warm_up(store: vs.Store, count: int) -> None:
         vs.UserSpoke(_TEXT)
 
 
-def record_samples(n_events: int, samples: int, warmup: int) -> list[int]:
-    """Nanoseconds of ``session.record(event)`` with the event built beforehand, at ``n_events`` in the call."""
+def record_samples(n_events: int, samples: int, warmup: int, read_state: bool = False) -> list[int]:
+    """Nanoseconds of ``session.record(event)`` with the event built beforehand, at ``n_events`` in the call.
+
+    With ``read_state``, each sample also reads ``session.state`` (what an app that
+    looks at the call after every turn pays: the snapshot, and the chain values
+    the in-process tier computes lazily)."""
     store = vs.open_store("memory://", signing_keys=KEYS)
     _warm_up(store, warmup)
     per_call = min(samples, n_events)
@@ -63,6 +67,8 @@ def record_samples(n_events: int, samples: int, warmup: int) -> list[int]:
         for ev in events:
             t0 = perf()
             rec(ev)
+            if read_state:
+                s.state  # noqa: B018 - the read is what is measured
             out[j] = perf() - t0
             j += 1
     store.close()
@@ -122,6 +128,19 @@ def run(samples: int, warmup: int, sizes: tuple[int, ...] = (10, 1_000, 10_000))
     base, last = figures[0].p50, figures[-1].p50
     if base and last:
         figures[-1].note = f"flatness: p50 at {sizes[-1]:,} events is {last / base:.2f}× the p50 at {sizes[0]:,}"
+    fresh()
+    both = record_samples(1_000, samples, warmup, read_state=True)
+    fig = timed_figure(
+        "in-process record + read session.state",
+        "1,000 events",
+        both,
+        floor,
+        floor="list.append of a prebuilt tuple",
+        budget="none in DESIGN.md",
+    )
+    fig.verdict = "n/a"
+    fig.note = "for information: the snapshot and the lazily computed chain value are paid on the read"
+    figures.append(fig)
     fresh()
     ctor = construct_samples(samples)
     stats = percentiles_us(ctor)
