@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import memory_url
 
 import voicestate as vs
-from conftest import memory_url
 from voicestate._codec import PENDING, genesis, verify_chain
 
 KEYS = "t1:lazy-chain-secret-0123456789ab"
