@@ -12,6 +12,7 @@ from ._errors import ConfigError
 from ._memory import memory_backend
 from ._sqlite import SQLiteBackend
 from ._state import CallState
+from ._summary import default_summary
 from .hookspecs import hookimpl
 
 
@@ -69,6 +70,4 @@ def register_commands(register: Callable[..., None]) -> None:
 
 @hookimpl(trylast=True)
 def summarize_call(state: CallState, to_agent: str) -> str | None:
-    from ._summary import default_summary
-
     return default_summary(state, to_agent)
