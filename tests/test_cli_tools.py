@@ -98,6 +98,7 @@ def test_inspect_prints_header_pending_items_and_timeline(call: Call) -> None:
     assert ran.returncode == 0, ran.stdout + ran.stderr
     out = ran.stdout
     assert f"call {call.call_id}" in out
+    assert f"tiers  {call.url} (deciding)" in out
     header = re.search(r"status (\w+)\s+owner (\S+)\s+epoch (\d+)\s+(\d+) events", out)
     assert header is not None, out
     assert header.groups() == ("active", "triage", "1", str(call.seq))

@@ -8,7 +8,6 @@ when an event is recorded, and stored byte for byte in every tier.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -530,18 +529,3 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_unstructure_hook(CallState, state_to_dict)
     return conv
-
-
-def dumps_json(value: Any) -> str:
-    """Compact, key-sorted JSON for logs and humans."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

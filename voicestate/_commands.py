@@ -15,6 +15,7 @@ from ._errors import ConfigError, PacketError, VoiceStateError
 from ._keys import ENV_VAR, parse_keys
 from ._output import Printer
 from ._packet import HandoffPacket, TokenClaims, decode_token, peek
+from ._tiers import describe as describe_tiers
 from ._timeline import timeline_rows
 
 
@@ -85,6 +86,7 @@ def run_inspect(args: argparse.Namespace) -> int:
             print(json.dumps(doc, indent=2, ensure_ascii=False, default=_jsonable))
             return 0
         p.say(f"call {state.call_id}", "title")
+        p.say("  tiers  " + "  ->  ".join(f"{t['url']} ({t['role']})" for t in describe_tiers(store.tiers)))
         p.say(
             f"  status {state.status}   owner {state.owner}   epoch {state.epoch}   {state.seq} events   "
             f"chain head {state.chain.hex()[:16]}…"

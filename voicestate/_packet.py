@@ -580,7 +580,3 @@ def packet_for(
         events=events,
     )
     return packet.signed(ring)
-
-
-def events_bytes(log: Sequence[StoredEvent], seq: int) -> tuple[bytes, ...]:
-    return tuple(e.data for e in log[:seq])
