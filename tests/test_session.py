@@ -859,3 +859,21 @@ def test_open_store_packet_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     store = vs.open_store(_memory_url(), signing_keys=KEYS, packet_ttl=7.5)
     packet = store.open("ttl", agent="triage").handoff(to="billing")
     assert packet.expires_at - packet.issued_at == pytest.approx(7.5, abs=0.01)
+
+
+def test_oversized_events_are_refused_and_nothing_is_stored() -> None:
+    store = vs.open_store(_memory_url(), signing_keys=KEYS, max_event_bytes=4096)
+    s = store.open("big", agent="triage")
+    s.record(vs.UserSpoke("fine"))
+    before = store.events("big")
+    for attempt in (
+        lambda: s.record(vs.UserSpoke("x" * 5000)),  # the inline fast path
+        lambda: s.record(vs.ToolCalled("t1", "dump", {"blob": "y" * 5000})),
+        lambda: store.append("big", vs.Note("z" * 5000)),
+    ):
+        with pytest.raises(vs.InvalidEvent, match="over this store's limit of 4,096"):
+            attempt()
+    assert store.events("big") == before
+    assert [t.text for t in s.state.turns] == ["fine"]
+    with pytest.raises(vs.ConfigError, match="max_event_bytes"):
+        vs.open_store(_memory_url(), signing_keys=KEYS, max_event_bytes=10)

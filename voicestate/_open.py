@@ -70,6 +70,7 @@ def open_store(
     retries: int = 64,
     store_interim: bool = False,
     redact: bool = True,
+    max_event_bytes: int = 1024 * 1024,
 ) -> Store:
     """Open a store over one backend or an ordered list of tiers, hottest first.
 
@@ -78,6 +79,7 @@ def open_store(
     else ``VOICESTATE_SIGNING_KEYS``, else a random per-process key (with a warning).
     Interim transcripts (``UserSpoke(final=False)``) are dropped unless ``store_interim=True``.
     ``redact=False`` turns the ``redact_event`` hooks (card numbers, by default) off for this store.
+    An event that encodes to more than ``max_event_bytes`` (1 MiB) is refused with InvalidEvent.
     """
     if not urls:
         env = os.environ.get(STORE_ENV_VAR, "").split()
@@ -89,6 +91,8 @@ def open_store(
         keys = parse_keys(signing_keys)
     if not packet_ttl > 0:
         raise ConfigError(f"packet_ttl must be positive seconds, got {packet_ttl!r}")
+    if max_event_bytes < 1024:
+        raise ConfigError(f"max_event_bytes must be at least 1024, got {max_event_bytes!r}")
     if behind_queue < 1:
         raise ConfigError(f"behind_queue must be at least 1, got {behind_queue!r}")
     tiers: list[Tier] = []
@@ -110,4 +114,5 @@ def open_store(
         barrier_timeout=barrier_timeout,
         store_interim=store_interim,
         redact=registry().redact if redact else None,
+        max_event_bytes=max_event_bytes,
     )

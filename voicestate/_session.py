@@ -72,6 +72,7 @@ class Session:
         # the inline fast path: a lone in-process tier
         self._inline = store._inline
         self._unsettled = 0  # trailing _log entries appended unchained (chain == PENDING)
+        self._max_bytes = store.max_event_bytes
         self._redact = store._redact
 
     # -- reading ---------------------------------------------------------------
@@ -206,7 +207,10 @@ class Session:
             if t in _CHECKED and ev.id not in known:  # a retry of a stored event is a no-op, not an error
                 self._check(ev, batch)
             batch.append(ev)
-            out.append((ev, encode_event(ev, agent)))
+            data = encode_event(ev, agent)
+            if len(data) > self.store.max_event_bytes:
+                raise self.store._too_large(ev, len(data))
+            out.append((ev, data))
         return out
 
     def _check(self, ev: Event, batch: list[Event]) -> None:
@@ -408,8 +412,9 @@ class Session:
                 ev = redact(ev)
             log = self._log
             seq = len(log) + 1
-            se = _new_tuple(StoredEvent, (seq, ev.id, encode_event(ev, self.agent), PENDING, self.epoch, False))
-            if inline.append_unchained(self.call_id, se, self.epoch, log[-1]):
+            data = encode_event(ev, self.agent)
+            se = _new_tuple(StoredEvent, (seq, ev.id, data, PENDING, self.epoch, False))
+            if len(data) <= self._max_bytes and inline.append_unchained(self.call_id, se, self.epoch, log[-1]):
                 self._folder.apply(ev, seq, PENDING, ev.agent or self.agent)
                 log.append(se)
                 self._ids.add(se.id)

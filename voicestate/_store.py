@@ -73,8 +73,10 @@ class Store:
         barrier_timeout: float = 30.0,
         store_interim: bool = False,
         redact: Callable[[Event], Event] | None = None,
+        max_event_bytes: int = 1024 * 1024,
     ) -> None:
         self.tiers = tiers
+        self.max_event_bytes = max_event_bytes
         self.store_interim = store_interim
         self.keys = keys
         self.tenant = tenant
@@ -87,6 +89,13 @@ class Store:
         only = tiers.deciding.backend
         self._inline = only if (not tiers.hot and not tiers.behind and isinstance(only, MemoryBackend)) else None
         self._closed = False
+
+    def _too_large(self, ev: Event, size: int) -> InvalidEvent:
+        return InvalidEvent(
+            f"{type(ev).__name__} {ev.id!r} encodes to {size:,} bytes, over this store's limit of "
+            f"{self.max_event_bytes:,} (open_store(max_event_bytes=...)); store large payloads elsewhere "
+            "and record a reference"
+        )
 
     def __repr__(self) -> str:
         return f"<Store {' '.join(t.url + ('' if t.write == 'through' else '?write=behind') for t in self.tiers.all)}>"
@@ -328,7 +337,10 @@ class Store:
                 )
             if self._redact is not None:
                 ev = self._redact(ev)
-            items.append((ev, encode_event(ev)))
+            data = encode_event(ev)
+            if len(data) > self.max_event_bytes:
+                raise self._too_large(ev, len(data))
+            items.append((ev, data))
         if len({ev.id for ev, _ in items}) != len(items):
             raise InvalidEvent("the same event id appears twice in one append() call")
         last_id = items[-1][0].id
