@@ -20,3 +20,11 @@ def test_quickstart_code_runs(tmp_path: Path) -> None:
             [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
         )
         assert out.returncode == 0, f"quick start block {i + 1} failed:\n{block}\n{out.stderr}"
+
+
+def test_every_public_name_is_documented() -> None:
+    import voicestate as vs
+
+    text = "".join(p.read_text() for p in DOCS.glob("*.md"))
+    missing = [name for name in vs.__all__ if name not in text]
+    assert not missing, f"public names missing from docs/: {missing}"
