@@ -41,6 +41,7 @@ from ._events import (
     ToolReturned,
     UserSpoke,
 )
+from ._packet import _no_constant  # NaN and Infinity are not JSON
 from ._state import CallState, ToolCall
 
 INTERRUPTION_NOTE = "[The caller interrupted the assistant here; they heard only the text above.]"
@@ -116,10 +117,6 @@ def _text(content: Any, where: str) -> str:
         ]
         return "".join(parts)
     raise InvalidEvent(f"{where}: content must be a string or a list of parts, not {type(content).__name__}")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)  # NaN and Infinity are not JSON
 
 
 def _loads(text: str) -> Any:

@@ -187,7 +187,7 @@ class Session:
             raise InvalidEvent("record() needs at least one event")
         batch: list[Event] = []
         out = []
-        redact = self.store._redact
+        redact = self._redact
         agent = self.agent
         known = self._ids
         for ev in events:
@@ -431,7 +431,7 @@ class Session:
             if inline.append(self.call_id, stored, folder.seq, self.epoch, folder.chain) is OK:
                 self._confirm([ev for ev, _ in items], stored)
                 return stored[-1].seq
-        self._surface_sync()
+        self._surface()
         return self._run(self._write(items))  # type: ignore[no-any-return]
 
     async def arecord(self, *events: Event) -> int:
@@ -441,11 +441,6 @@ class Session:
         if not items:  # only interim transcripts, which are not stored
             return self._folder.seq
         return await self._arun(lambda: self._write(items))  # type: ignore[no-any-return]
-
-    def _surface_sync(self) -> None:
-        if self._queue and self._error is None:
-            return
-        self._surface()
 
     async def _await_drainer(self) -> None:
         task = self._drainer
@@ -500,7 +495,7 @@ class Session:
 
     def flush(self, all_tiers: bool = False) -> None:
         """Return once every through tier (``all_tiers``: every tier) holds the log."""
-        self._surface_sync()
+        self._surface()
         self._run(self._flush(all_tiers))
 
     async def aflush(self, all_tiers: bool = False) -> None:
@@ -528,7 +523,7 @@ class Session:
         redeems the packet; an expired, cancelled or replaced packet leaves it in
         charge. ``inline=True`` carries the log in the packet, reusing the stored bytes.
         """
-        self._surface_sync()
+        self._surface()
         ev = self._handoff_event(to, reason, kind, summary, ttl)
         return self._run(self._handoff(ev, inline))  # type: ignore[no-any-return]
 
@@ -616,7 +611,7 @@ class Session:
 
     def cancel_handoff(self) -> bool:
         """Withdraw the pending handoff; False if none was pending."""
-        self._surface_sync()
+        self._surface()
         return self._run(self._cancel())  # type: ignore[no-any-return]
 
     async def acancel_handoff(self) -> bool:
@@ -635,7 +630,7 @@ class Session:
 
     def end(self, reason: str | None = None) -> int:
         """End the call (``CallEnded``) and wait until every tier holds it. Returns its seq."""
-        self._surface_sync()
+        self._surface()
         return self._run(self._end(reason))  # type: ignore[no-any-return]
 
     async def aend(self, reason: str | None = None) -> int:

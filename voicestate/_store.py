@@ -176,7 +176,7 @@ class Store:
         log = yield from self.tiers.load(call_id, meta)
         session = Session(self, call_id, agent)
         session._adopt(log)
-        self._check_tenant(session._folder.snapshot())
+        self._check_tenant(call_id, session._folder.tenant)
         if packet is not None:
             check_chain_at(packet, log)
         wanted = packet.packet_id if packet is not None else (claims.packet_id if claims is not None else None)
@@ -258,9 +258,10 @@ class Store:
             )
         return pending.packet_id
 
-    def _check_tenant(self, st: CallState) -> None:
-        if self.tenant is not None and st.tenant != self.tenant:
-            raise CallNotFound(f"no call {st.call_id!r} for tenant {self.tenant!r}")
+    def _check_tenant(self, call_id: str, tenant: str | None) -> None:
+        """With a tenant set, a call of another tenant does not exist for this store."""
+        if self.tenant is not None and tenant != self.tenant:
+            raise CallNotFound(f"no call {call_id!r} for tenant {self.tenant!r}")
 
     # -- load / append / delete ----------------------------------------------------
 
@@ -277,9 +278,7 @@ class Store:
         for se in log:
             ev = decode_event(se.data, se.seq, se.chain)
             folder.apply(ev, se.seq, se.chain, ev.agent)
-        st = folder.snapshot()
-        self._check_tenant(st)
-        return st
+        return folder.snapshot()  # _load_log checked the tenant
 
     def _load_log(self, call_id: str) -> Flow[list[StoredEvent]]:
         check_call_id(call_id)
@@ -287,24 +286,22 @@ class Store:
         if meta is None:
             raise CallNotFound(f"no call {call_id!r} in {self!r}")
         log = yield from self.tiers.load(call_id, meta)
-        self._check_tenant_of(call_id, log[0])
+        self._check_tenant_first(call_id, log[0])
         return log
 
     def _tenant_guard(self, call_id: str) -> Flow[None]:
-        """With a tenant set, a call of another tenant does not exist for this store."""
+        """The tenant check for writes that do not load the call: one read of its first event."""
         if self.tenant is None:
             return
         first = yield from self.tiers.load_first(call_id)
         if first is None:
             raise CallNotFound(f"no call {call_id!r} in {self!r}")
-        self._check_tenant_of(call_id, first)
+        self._check_tenant_first(call_id, first)
 
-    def _check_tenant_of(self, call_id: str, first: StoredEvent) -> None:
-        if self.tenant is None:
-            return
-        started = decode_event(first.data, first.seq, first.chain)
-        if getattr(started, "tenant", None) != self.tenant:
-            raise CallNotFound(f"no call {call_id!r} for tenant {self.tenant!r}")
+    def _check_tenant_first(self, call_id: str, first: StoredEvent) -> None:
+        if self.tenant is not None:
+            started = decode_event(first.data, first.seq, first.chain)
+            self._check_tenant(call_id, getattr(started, "tenant", None))
 
     def events(self, call_id: str) -> list[Event]:
         """Every event of the call, decoded, with ``seq`` and ``chain`` set."""
