@@ -1,12 +1,62 @@
-"""Sessions: demo, tests, lint, typing, bench, docs. `pip install 'nox[uv]'` then `nox -s NAME`."""
+"""Sessions: demo, tests, lint, typing, bench, docs. `pip install 'nox[uv]'` then `nox -s NAME`.
+
+`tests` and `typing` are parametrized: `tests(core)`, `tests(core-plain)` (without the
+rich extra) and one `tests(<member>)` per workspace member (CONTRIBUTING.md), each in its
+own environment, because the members' frameworks conflict with each other. `nox -s tests`
+runs them all; `nox -s "tests(redis)"` runs one.
+"""
 
 from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint", "typing"]
 nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).resolve().parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+# The core tests that exercise output and CLI rendering, run again without rich installed.
+PLAIN_TESTS = [
+    "tests/test_output.py",
+    "tests/test_cli.py",
+    "tests/test_cli_tools.py",
+    "tests/test_readme.py",
+    "tests/test_docs.py",
+]
+NO_RICH = "import importlib.util, sys; sys.exit(importlib.util.find_spec('rich') and 'rich must not be installed')"
+
+
+def _discover_members() -> dict[str, Path]:
+    """{id: directory relative to the root} for every directory matched by the workspace's
+    member globs (`[tool.uv.workspace] members`) that holds a pyproject.toml."""
+    members: dict[str, Path] = {}
+    for pattern in PYPROJECT["tool"]["uv"]["workspace"]["members"]:
+        for pyproject in sorted(ROOT.glob(f"{pattern}/pyproject.toml")):
+            directory = pyproject.parent.relative_to(ROOT)
+            name = directory.name
+            if name in members or name in ("core", "core-plain"):
+                raise RuntimeError(f"member {directory}: its directory name {name!r} is taken; rename it")
+            members[name] = directory
+    return members
+
+
+MEMBERS = _discover_members()
+
+
+def _package(member: str) -> str:
+    """A member's import package: its one `voicestate_*` directory with an __init__.py."""
+    found = sorted(p.parent.name for p in (ROOT / MEMBERS[member]).glob("voicestate_*/__init__.py"))
+    if len(found) != 1:
+        raise RuntimeError(f"{MEMBERS[member]} must hold exactly one voicestate_<name>/ package, found {found}")
+    return found[0]
 
 
 @nox.session
@@ -17,23 +67,80 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """The whole test suite: the core, its conformance suite, processes racing."""
-    session.install(".[test,rich]")
-    session.run("pytest", *(session.posargs or ["tests"]))
+@nox.parametrize("target", [nox.param(t, id=t) for t in ("core", "core-plain", *MEMBERS)])
+def tests(session: nox.Session, target: str) -> None:
+    """One suite per environment: the core; its output/CLI tests without rich; each member.
+
+    core runs tests/ (the conformance suite, processes racing); core-plain the PLAIN_TESTS
+    with the test extra only; a member its own tests/, from its directory. Positional
+    arguments replace pytest's (paths relative to the member's directory for a member)."""
+    if target == "core":
+        session.install(".[test,rich]")
+        session.run("pytest", *(session.posargs or ["tests"]))
+    elif target == "core-plain":
+        session.install(".[test]")
+        session.run("python", "-c", NO_RICH)
+        session.run("pytest", *(session.posargs or PLAIN_TESTS))
+    else:
+        member = MEMBERS[target]
+        # The core's test extra too: the same pytest plugins as the core (the root config sets a timeout).
+        session.install("-e", ".[test]", "-e", f"{member}[test]")
+        session.chdir(member)
+        session.run("pytest", *(session.posargs or ["tests"]))
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff==0.17.6")  # pinned: formatting must not drift under CI
+    """ruff, then import-linter's contracts over the core and every member."""
+    session.install("ruff==0.17.6", "import-linter==2.17")  # pinned: formatting must not drift under CI
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # import-linter: the core's contracts live in pyproject.toml's [tool.importlinter] (so a
+    # bare `lint-imports` checks the core); here a generated copy adds every member's package.
+    # grimp finds packages where they are installed; members go in without their dependencies:
+    # their frameworks conflict, and the contracts only look at imports between our packages.
+    session.install("-e", ".")
+    if MEMBERS:
+        session.install("--no-deps", *(arg for m in MEMBERS.values() for arg in ("-e", str(m))))
+    config = Path(session.create_tmp()) / "importlinter.toml"
+    config.write_text(_importlinter_config([_package(m) for m in MEMBERS]), encoding="utf-8")
+    session.run("lint-imports", "--no-logo", "--cache-dir", str(config.parent / "import_linter_cache"), str(config))
+
+
+def _importlinter_config(packages: list[str]) -> str:
+    """pyproject.toml's [tool.importlinter] (the core's contracts) with each member's package
+    added to the root packages and to every private_modules contract, as a TOML file."""
+    options: dict[str, Any] = copy.deepcopy(PYPROJECT["tool"]["importlinter"])
+    contracts: list[dict[str, Any]] = options.pop("contracts")
+    options["root_packages"] += packages
+    for contract in contracts:
+        if contract["type"] == "private_modules":
+            contract["packages_with_private_modules"] += packages
+    lines = ["[tool.importlinter]", *_toml_pairs(options)]
+    for contract in contracts:
+        lines += ["", "[[tool.importlinter.contracts]]", *_toml_pairs(contract)]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_pairs(table: dict[str, Any]) -> list[str]:
+    # Strings and lists of strings as JSON, which TOML reads alike; booleans lower-case.
+    return [
+        f"{key} = {json.dumps(value) if not isinstance(value, bool) else str(value).lower()}"
+        for key, value in table.items()
+    ]
 
 
 @nox.session
-def typing(session: nox.Session) -> None:
-    session.install(".[test,rich]", "mypy==2.4.1")
-    session.run("mypy")
+@nox.parametrize("target", [nox.param(t, id=t) for t in ("core", *MEMBERS)])
+def typing(session: nox.Session, target: str) -> None:
+    """mypy --strict on the core, and on each member's package in that member's environment."""
+    if target == "core":
+        session.install(".[test,rich]", "mypy==2.4.1")
+        session.run("mypy")
+    else:
+        member = MEMBERS[target]
+        session.install("-e", ".[test]", "-e", f"{member}[test]", "mypy==2.4.1")
+        session.run("mypy", str(member / _package(target)))  # the root's [tool.mypy] (strict) applies
 
 
 @nox.session

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import os
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
 
+# The core's tests see the core alone, never whatever plugins happen to be installed
+# (as llm skips entry points under tests); set before voicestate loads its plugins,
+# and inherited by the processes the tests spawn.
+os.environ["VOICESTATE_PLUGINS"] = ""
+
 import voicestate as vs
+import voicestate.plugins as vsp
 from voicestate import EphemeralKeyWarning
 
 # Tests that do not pass keys on purpose would warn on every store.
@@ -36,7 +43,7 @@ def plugin() -> Iterator[Callable[[object], object]]:
     registered: list[object] = []
 
     def add(obj: object) -> object:
-        vs.register_plugin(obj)
+        vsp.register_plugin(obj)
         registered.append(obj)
         return obj
 
@@ -44,4 +51,4 @@ def plugin() -> Iterator[Callable[[object], object]]:
         yield add
     finally:
         for obj in registered:
-            vs.unregister_plugin(obj)
+            vsp.unregister_plugin(obj)

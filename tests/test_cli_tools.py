@@ -348,7 +348,7 @@ def test_packet_from_stdin(handoff: Handoff, form: str) -> None:
 # --- a plugin's command, loaded through the entry-point group --------------------------------------
 
 PLUGIN = """
-import voicestate
+import voicestate.plugins
 
 
 def _configure(parser):
@@ -360,7 +360,7 @@ def run(args):
     return 0
 
 
-@voicestate.hookimpl
+@voicestate.plugins.hookimpl
 def register_commands(register):
     register("hello", run, help="say hello", configure=_configure)
 """

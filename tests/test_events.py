@@ -17,17 +17,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import voicestate as vs
-from voicestate._codec import (
-    StoredEvent,
-    chain_next,
+import voicestate.plugins as vsp
+from voicestate import Event, UnknownEvent
+from voicestate.backend import StoredEvent, chain_next
+from voicestate.plugins import (
     decode_event,
     encode_event,
     event_from_dict,
     event_to_dict,
+    event_types,
+    field_kinds,
     make_converter,
-    packb,
 )
-from voicestate._events import Event, UnknownEvent, event_types
+
+
+def packb(obj: object) -> bytes:
+    out: bytes = msgpack.packb(obj, use_bin_type=True)
+    return out
+
 
 KEYS = "t1:test-events-secret-0123456789"
 
@@ -77,7 +84,7 @@ def events_of(draw: st.DrawFn, type_name: str, with_extra: bool = True) -> Event
         "agent": draw(st.none() | NAME),
     }
     for f in _payload_fields(cls):
-        values = KIND_STRATEGIES[f.metadata["kind"]]
+        values = KIND_STRATEGIES[field_kinds(cls)[f.name]]
         if f.default is not attrs.NOTHING:  # optional: sometimes left at its default
             values = st.just(_OMIT) | values
         value = draw(values)
@@ -143,7 +150,7 @@ def test_round_trip_and_canonical(type_name: str, data: st.DataObject) -> None:
     json_fields = {
         f.name: reorder(getattr(ev, f.name))
         for f in _payload_fields(type(ev))
-        if f.metadata["kind"] in ("json", "json_map")
+        if field_kinds(type(ev))[f.name] in ("json", "json_map")
     }
     shuffled = attrs.evolve(ev, extra=reorder(dict(ev.extra)), **json_fields)
     assert encode_event(shuffled) == b
@@ -350,7 +357,7 @@ def test_bad_schema_version_is_refused(version: Any) -> None:
 
 
 def test_current_schema_version_is_accepted() -> None:
-    ev = decode_event(raw_event(i="e", t="UserSpoke", text="hi", v=vs.SCHEMA_VERSION, w=1.0))
+    ev = decode_event(raw_event(i="e", t="UserSpoke", text="hi", v=vsp.SCHEMA_VERSION, w=1.0))
     assert ev == vs.UserSpoke("hi", id="e", at=1.0)
 
 

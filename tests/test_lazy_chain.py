@@ -8,12 +8,15 @@ import pytest
 from conftest import memory_url
 
 import voicestate as vs
-from voicestate._codec import PENDING, genesis, verify_chain
+import voicestate.backend as vsb
+from voicestate.backend import genesis, verify_chain
+
+PENDING = b""  # how the in-process tier marks an event it has not chained yet
 
 KEYS = "t1:lazy-chain-secret-0123456789ab"
 
 
-def _backend_log(store: vs.Store, call_id: str) -> list[vs.StoredEvent]:
+def _backend_log(store: vs.Store, call_id: str) -> list[vsb.StoredEvent]:
     return store.tiers.deciding.backend.load(call_id)
 
 

@@ -15,7 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import voicestate as vs
-from voicestate._openai import FACTS_PREFIX, INTERRUPTION_NOTE, PENDING_RESULT, SUMMARY_PREFIX
+import voicestate.plugins as vsp
+
+# What the "openai" format promises (docs/concepts.md), spelled out here rather than imported.
+INTERRUPTION_NOTE = "[The caller interrupted the assistant here; they heard only the text above.]"
+PENDING_RESULT = {"status": "pending", "note": "This tool call is still running; its result will follow."}
+SUMMARY_PREFIX = "Handoff summary: "
+FACTS_PREFIX = "Known facts: "
 
 KEYS = "t1:test-openai-format-secret-0123"
 
@@ -775,13 +781,13 @@ def _parse_plain(text: str) -> list[vs.Event]:
 
 
 class PlainFormat:
-    @vs.hookimpl
+    @vsp.hookimpl
     def register_formats(self, register: Callable[..., None]) -> None:
         register("plain", _render_plain, _parse_plain)
 
 
 class RenderOnlyFormat:
-    @vs.hookimpl
+    @vsp.hookimpl
     def register_formats(self, register: Callable[..., None]) -> None:
         register("shout", lambda state, policy: [t.text.upper() for t in state.turns])
 
@@ -806,11 +812,11 @@ def test_plugin_format_renders_and_parses(store: vs.Store, plugin: Callable[[obj
 
 def test_plugin_format_is_gone_once_unregistered(store: vs.Store) -> None:
     fmt = PlainFormat()
-    vs.register_plugin(fmt)
+    vsp.register_plugin(fmt)
     try:
         assert vs.parse_context("plain", "user: x")[0].text == "x"  # type: ignore[attr-defined]
     finally:
-        vs.unregister_plugin(fmt)
+        vsp.unregister_plugin(fmt)
     with pytest.raises(vs.ConfigError, match="plain"):
         vs.parse_context("plain", "user: x")
     with pytest.raises(vs.ConfigError):

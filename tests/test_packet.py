@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import voicestate as vs
-from voicestate import HandoffPacket, PacketError, decode_token
+import voicestate.plugins as vsp
+from voicestate import HandoffPacket, PacketError
+from voicestate.plugins import decode_token
 
 KEYS = "k1:packet-test-secret-0123456789"
 SAME_KID_OTHER_SECRET = "k1:a-different-secret-01234567"
@@ -54,7 +56,7 @@ def _triage(store: vs.Store, call_id: str = "call-1") -> vs.Session:
 
 def _resign(packet: HandoffPacket, keys: str = KEYS, **changes: Any) -> HandoffPacket:
     """What a sender holding ``keys`` would emit for a packet with ``changes``."""
-    return attrs.evolve(packet, **changes).signed(vs.parse_keys(keys))
+    return attrs.evolve(packet, **changes).signed(vsp.parse_keys(keys))
 
 
 def _canonical_json(raw: dict[str, Any]) -> str:
@@ -647,7 +649,7 @@ def test_keys_as_a_mapping() -> None:
     new_secret = NEW.split(":", 1)[1]
     old_secret = OLD.split(":", 1)[1].encode()
     mapping: dict[str, str | bytes] = {"new": new_secret, "old": old_secret}
-    ring = vs.parse_keys(mapping)
+    ring = vsp.parse_keys(mapping)
     assert ring.current == "new"
     assert set(ring.keys) == {"new", "old"}
     url = memory_url()
@@ -699,7 +701,7 @@ BAD_KEY_IDS = [
 @pytest.mark.parametrize(("spec", "needle"), BAD_KEY_SPECS, ids=BAD_KEY_IDS)
 def test_bad_key_specs_are_config_errors(spec: Any, needle: str) -> None:
     with pytest.raises(vs.ConfigError) as err:
-        vs.parse_keys(spec)
+        vsp.parse_keys(spec)
     assert needle in str(err.value)
     with pytest.raises(vs.ConfigError):
         vs.open_store(memory_url(), signing_keys=spec)
@@ -806,7 +808,7 @@ def test_token_shape_and_limit() -> None:
         assert len(token) <= 256
         assert set(token[4:]) <= set(B64URL)  # base64url, no padding
         claims = decode_token(token, store.keys)
-        assert claims == vs.TokenClaims(kid16, packet.packet_id, math.ceil(packet.expires_at), call_id)
+        assert claims == vsp.TokenClaims(kid16, packet.packet_id, math.ceil(packet.expires_at), call_id)
         assert store.resume(token, agent="billing").state.owner == "billing"
     finally:
         store.close()

@@ -18,10 +18,10 @@ import pluggy
 import pytest
 
 import voicestate as vs
+import voicestate.plugins as vsp
 from voicestate import hookspecs
-from voicestate._cli import main as cli_main
-from voicestate._events import _f
-from voicestate._memory import MemoryBackend
+from voicestate.__main__ import main as cli_main
+from voicestate.backend import Backend, open_backend
 
 KEYS = "t1:plugin-tests-secret-0123456789"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md"
@@ -46,11 +46,11 @@ def test_hook_register_backends(plugin: Callable[[object], object]) -> None:
     opened: list[str] = []
 
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def register_backends(self, register: Callable[..., None]) -> None:
-            def factory(url: str, params: dict[str, str]) -> MemoryBackend:
+            def factory(url: str, params: dict[str, str]) -> Backend:
                 opened.append(url)
-                return MemoryBackend("acme")
+                return open_backend("memory://acme")
 
             register("acme", factory)
 
@@ -65,7 +65,7 @@ def test_hook_register_backends(plugin: Callable[[object], object]) -> None:
 
 def test_hook_register_formats(plugin: Callable[[object], object]) -> None:
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def register_formats(self, register: Callable[..., None]) -> None:
             register(
                 "lines",
@@ -84,7 +84,7 @@ def test_hook_register_formats(plugin: Callable[[object], object]) -> None:
 @attrs.frozen
 class Escalated(vs.Event):
     TYPE: ClassVar[str] = "acme.Escalated"
-    level: int = _f("int", default=1)
+    level: int = 1
 
 
 def test_hook_register_event_types(plugin: Callable[[object], object]) -> None:
@@ -93,7 +93,7 @@ def test_hook_register_event_types(plugin: Callable[[object], object]) -> None:
     s.record(Escalated(level=3))
 
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def register_event_types(self, register: Callable[..., None]) -> None:
             register(Escalated)
 
@@ -105,7 +105,7 @@ def test_hook_register_event_types(plugin: Callable[[object], object]) -> None:
 
 def test_hook_register_commands(plugin: Callable[[object], object], capsys: pytest.CaptureFixture[str]) -> None:
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def register_commands(self, register: Callable[..., None]) -> None:
             def configure(parser: Any) -> None:
                 parser.add_argument("name")
@@ -123,7 +123,7 @@ def test_hook_register_commands(plugin: Callable[[object], object], capsys: pyte
 
 def test_hook_redact_event(plugin: Callable[[object], object]) -> None:
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def redact_event(self, event: vs.Event) -> vs.Event | None:
             if isinstance(event, vs.UserSpoke):
                 return attrs.evolve(event, text=event.text.replace("secret", "[redacted]"))
@@ -142,7 +142,7 @@ def test_hook_prepare_handoff(plugin: Callable[[object], object]) -> None:
     seen: list[vs.HandoffPacket] = []
 
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def prepare_handoff(self, state: vs.CallState, packet: vs.HandoffPacket) -> dict[str, Any] | None:
             seen.append(packet)
             if packet.to_agent == "forbidden":
@@ -172,7 +172,7 @@ def test_hook_after_handoff(plugin: Callable[[object], object]) -> None:
     seen: list[tuple[int, vs.HandoffPacket]] = []
 
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def after_handoff(self, state: vs.CallState, packet: vs.HandoffPacket) -> None:
             seen.append((state.seq, packet))
 
@@ -187,7 +187,7 @@ def test_hook_after_resume(plugin: Callable[[object], object]) -> None:
     seen: list[tuple[str | None, vs.HandoffPacket | None]] = []
 
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def after_resume(self, state: vs.CallState, packet: vs.HandoffPacket | None) -> None:
             seen.append((state.owner, packet))
 
@@ -219,7 +219,7 @@ def test_hook_summarize_call(plugin: Callable[[object], object]) -> None:
     assert 'Unanswered: "I was charged twice"' in default
 
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def summarize_call(self, state: vs.CallState, to_agent: str) -> str | None:
             return f"{len(state.turns)} turn(s) for {to_agent}"
 
@@ -233,17 +233,17 @@ def test_hook_summarize_call(plugin: Callable[[object], object]) -> None:
 
 def test_misspelled_hook_fails_loudly() -> None:
     class Typo:
-        @vs.hookimpl
+        @vsp.hookimpl
         def redact_evnt(self, event: vs.Event) -> None:
             pass
 
     with pytest.raises(pluggy.PluginValidationError, match="redact_evnt"):
-        vs.register_plugin(Typo())
-    assert vs.get_plugin_manager().get_plugin("Typo") is None
+        vsp.register_plugin(Typo())
+    assert vsp.get_plugin_manager().get_plugin("Typo") is None
 
 
 def test_default_plugins_register_like_any_other() -> None:
-    pm = vs.get_plugin_manager()
+    pm = vsp.get_plugin_manager()
     names = {name for name, _ in pm.list_name_plugin()}
     assert {"voicestate._builtin", "voicestate._redact"} <= names
     assert pm.hook.register_backends.get_hookimpls()  # the core's backends come through the hook
@@ -287,11 +287,11 @@ def test_a_failing_observer_does_not_undo_the_handoff(
     plugin: Callable[[object], object], caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
-        @vs.hookimpl
+        @vsp.hookimpl
         def after_handoff(self, state: vs.CallState, packet: vs.HandoffPacket) -> None:
             raise RuntimeError("metrics backend down")
 
-        @vs.hookimpl
+        @vsp.hookimpl
         def after_resume(self, state: vs.CallState, packet: vs.HandoffPacket | None) -> None:
             raise RuntimeError("audit backend down")
 
@@ -307,10 +307,10 @@ def test_a_failing_observer_does_not_undo_the_handoff(
 
 def test_registering_a_plugin_twice_is_a_config_error(plugin: Callable[[object], object]) -> None:
     class Plugin:
-        @vs.hookimpl
+        @vsp.hookimpl
         def after_handoff(self, state: vs.CallState, packet: vs.HandoffPacket) -> None:
             pass
 
     obj = plugin(Plugin())
     with pytest.raises(vs.ConfigError, match="cannot register"):
-        vs.register_plugin(obj)
+        vsp.register_plugin(obj)

@@ -18,8 +18,10 @@ import pytest
 from conftest import memory_url
 
 import voicestate as vs
-from voicestate._codec import decode_event, genesis, verify_chain
-from voicestate.testing._helpers import spawn
+import voicestate.plugins as vsp
+from voicestate.backend import genesis, verify_chain
+from voicestate.plugins import decode_event
+from voicestate.testing import spawn
 
 KEYS = "r1:redact-tests-secret-0123456789"
 
@@ -394,7 +396,7 @@ def test_redact_false_stores_the_number_as_is(tmp_path: Path) -> None:
 
 
 class Upper:
-    @vs.hookimpl
+    @vsp.hookimpl
     def redact_event(self, event: vs.Event) -> vs.Event | None:
         if isinstance(event, vs.UserSpoke):
             return attrs.evolve(event, text=event.text.upper())
@@ -402,7 +404,7 @@ class Upper:
 
 
 class ChangesType:
-    @vs.hookimpl
+    @vsp.hookimpl
     def redact_event(self, event: vs.Event) -> vs.Event | None:
         if isinstance(event, (vs.UserSpoke, vs.Note)) and "secret" in event.text:
             return vs.AgentSpoke("nothing to see", id=event.id, at=event.at)
@@ -410,7 +412,7 @@ class ChangesType:
 
 
 class ChangesId:
-    @vs.hookimpl
+    @vsp.hookimpl
     def redact_event(self, event: vs.Event) -> vs.Event | None:
         if isinstance(event, (vs.UserSpoke, vs.Note)) and "secret" in event.text:
             return attrs.evolve(event, id=event.id + "-redacted", text="nothing to see")

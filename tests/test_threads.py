@@ -9,7 +9,7 @@ import pytest
 from conftest import memory_url
 
 import voicestate as vs
-from voicestate._codec import genesis, verify_chain
+from voicestate.backend import genesis, verify_chain
 
 KEYS = "t1:threads-secret-0123456789abcdef"
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import voicestate as vs
+import voicestate.plugins as vsp
 from voicestate import (
     AgentSpoke,
     BackendUnavailable,
@@ -28,14 +29,11 @@ from voicestate import (
     Note,
     SlotsSet,
     Store,
-    StoredEvent,
     ToolCalled,
     UnknownBackend,
     UserSpoke,
 )
-from voicestate._codec import genesis, verify_chain
-from voicestate._memory import MemoryBackend
-from voicestate._sqlite import SQLiteBackend
+from voicestate.backend import StoredEvent, genesis, open_backend, verify_chain
 
 KEYS = "t1:tiers-test-secret-0123456789abcdef"
 _names = itertools.count()
@@ -135,7 +133,7 @@ def _flaky_factory(url: str, params: Mapping[str, str]) -> FlakyBackend:
     return FlakyBackend(url, _SWITCHES[name])
 
 
-vs.register_backend("flaky", _flaky_factory)
+vsp.register_backend("flaky", _flaky_factory)
 
 
 # --- fixtures and helpers ---------------------------------------------------------------
@@ -210,7 +208,7 @@ def behind(store: Store) -> Any:
 
 def stored_log(path: Path, call_id: str) -> list[StoredEvent]:
     """What a SQLite file holds for the call, read afresh (e.g. after its store closed)."""
-    backend = SQLiteBackend(str(path))
+    backend = open_backend(f"sqlite:///{path}")
     try:
         return backend.load(call_id)
     finally:
@@ -259,8 +257,8 @@ def test_roles_of_a_three_tier_store(opener: Any, files: Files) -> None:
     assert [t.url for t in tiers.behind] == [f"sqlite:///{files.archive}"]
     assert [t.write for t in tiers.behind] == ["behind"]
     assert tiers.all == (*tiers.hot, tiers.deciding, *tiers.behind)
-    assert isinstance(hot(store), MemoryBackend)
-    assert isinstance(deciding(store), SQLiteBackend) and isinstance(behind(store), SQLiteBackend)
+    assert hot(store).url.startswith("memory://")
+    assert deciding(store).url.startswith("sqlite://") and behind(store).url.startswith("sqlite://")
     assert tiers.writer is not None
 
 
@@ -361,7 +359,7 @@ def test_flush_all_tiers_fills_the_behind_tier_byte_for_byte(opener: Any, files:
 
 @pytest.mark.parametrize("barrier", ["flush_all_tiers", "end", "close"])
 def test_barriers_wait_for_a_slow_behind_tier(opener: Any, flaky: Any, files: Files, barrier: str) -> None:
-    url, sw = flaky(SQLiteBackend(str(files.archive)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.archive}"))
     sw.delay = 0.1
     store = opener(fresh_memory(), files.decide_url, f"{url}?write=behind")
     s = store.open("call-slow", agent="triage")
@@ -382,7 +380,7 @@ def test_barriers_wait_for_a_slow_behind_tier(opener: Any, flaky: Any, files: Fi
 
 
 def test_plain_flush_does_not_wait_for_behind_tiers(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(SQLiteBackend(str(files.archive)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.archive}"))
     sw.down = True
     store = opener(fresh_memory(), files.decide_url, f"{url}?write=behind", barrier_timeout=5.0)
     s = triage(store, "call-pf")
@@ -468,7 +466,7 @@ def test_second_store_refills_its_cache_from_the_deciding_tier(opener: Any, file
 
 def test_reads_take_events_from_the_hottest_tier(opener: Any, flaky: Any, files: Files) -> None:
     first = opener(*files.urls())
-    url, sw = flaky(SQLiteBackend(str(files.decide)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.decide}"))
     second = opener(fresh_memory(), url, files.archive_url)
     a = triage(first, "call-h")
     second.load("call-h")  # cold: the events come from the deciding tier and fill the cache
@@ -552,7 +550,7 @@ def test_behind_queue_overflow_loses_nothing(opener: Any, files: Files) -> None:
 
 
 def test_behind_queue_overflow_with_a_slow_tier(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(SQLiteBackend(str(files.archive)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.archive}"))
     sw.delay = 0.1
     store = opener(fresh_memory(), files.decide_url, f"{url}?write=behind", behind_queue=5)
     s = store.open("call-q1", agent="triage")
@@ -572,7 +570,7 @@ def test_behind_queue_overflow_with_a_slow_tier(opener: Any, flaky: Any, files: 
 
 
 def test_dead_process_queue_is_backfilled(opener: Any, flaky: Any, files: Files) -> None:
-    url, dead = flaky(SQLiteBackend(str(files.archive)))
+    url, dead = flaky(open_backend(f"sqlite:///{files.archive}"))
     dead.down = True  # the dying process never reaches its behind tier: its queue dies with it
     doomed = opener(fresh_memory(), files.decide_url, f"{url}?write=behind")
     s = triage(doomed, "call-d")
@@ -622,7 +620,7 @@ def test_gap_left_by_a_store_without_the_behind_tier_is_backfilled(opener: Any, 
 
 
 def test_behind_tier_down_then_back(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(SQLiteBackend(str(files.archive)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.archive}"))
     sw.down = True
     store = opener(fresh_memory(), files.decide_url, f"{url}?write=behind", barrier_timeout=0.5)
     t0 = time.monotonic()
@@ -656,7 +654,7 @@ def test_behind_tier_down_then_back(opener: Any, flaky: Any, files: Files) -> No
 
 
 def test_hot_cache_down_records_and_reads_go_to_the_deciding_tier(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(MemoryBackend("hot-down"))
+    url, sw = flaky(open_backend("memory://hot-down"))
     sw.down = True
     store = opener(url, files.decide_url, files.archive_url)
     s = triage(store, "call-hd")
@@ -680,7 +678,7 @@ def test_hot_cache_down_records_and_reads_go_to_the_deciding_tier(opener: Any, f
 
 
 def test_hot_cache_down_midway_is_refilled_on_read(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(MemoryBackend("hot-mid"))
+    url, sw = flaky(open_backend("memory://hot-mid"))
     store = opener(url, files.decide_url, files.archive_url)
     s = triage(store, "call-hm")
     sw.down = True
@@ -754,7 +752,7 @@ def test_async_resume_by_call_id_refills_the_cache(opener: Any, files: Files) ->
 
 
 def test_deciding_tier_down_fails_the_write_and_recovers(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(SQLiteBackend(str(files.decide)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.decide}"))
     store = opener(fresh_memory(), url, files.archive_url)
     s = triage(store, "call-dd")
     before = s.state
@@ -787,7 +785,7 @@ def test_deciding_tier_down_fails_the_write_and_recovers(opener: Any, flaky: Any
 
 
 def test_deciding_tier_loses_the_reply(opener: Any, flaky: Any, files: Files) -> None:
-    url, sw = flaky(SQLiteBackend(str(files.decide)))
+    url, sw = flaky(open_backend(f"sqlite:///{files.decide}"))
     store = opener(fresh_memory(), url, files.archive_url)
     s = triage(store, "call-lr")
     before = s.state

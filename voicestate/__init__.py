@@ -7,12 +7,16 @@ with store.open("call-1", agent="triage") as s:
     packet = s.handoff(to="billing", reason="double charge")
 with store.resume(packet, agent="billing") as s:
     s.context("openai")
+
+This module holds what an application uses. Backend authors also use
+:mod:`voicestate.backend`, plugin authors :mod:`voicestate.plugins`, and both
+:mod:`voicestate.testing` (the conformance suites).
 """
 
 from __future__ import annotations
 
-from ._backend import AppendResult, Backend, CallMeta, Capabilities
-from ._codec import StoredEvent, decode_event, encode_event, make_converter
+from importlib.metadata import PackageNotFoundError, version
+
 from ._context import ContextPolicy, parse_context
 from ._errors import (
     BackendUnavailable,
@@ -29,7 +33,6 @@ from ._errors import (
     VoiceStateError,
 )
 from ._events import (
-    SCHEMA_VERSION,
     AgentSpoke,
     CallEnded,
     CallStarted,
@@ -45,31 +48,27 @@ from ._events import (
     ToolReturned,
     UnknownEvent,
     UserSpoke,
-    register_event_type,
 )
-from ._keys import EphemeralKeyWarning, KeyRing, parse_keys
-from ._open import open_store, register_backend
-from ._packet import HandoffPacket, TokenClaims, decode_token
-from ._plugins import get_plugin_manager, register_plugin, unregister_plugin
+from ._keys import EphemeralKeyWarning
+from ._open import open_store
+from ._packet import HandoffPacket
+from ._public import publish
 from ._session import Session
 from ._state import CallState, ToolCall, Turn
 from ._store import Opening, Store
-from .hookspecs import hookimpl
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("voicestate")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
-    "SCHEMA_VERSION",
     "AgentSpoke",
-    "AppendResult",
-    "Backend",
     "BackendUnavailable",
     "CallEnded",
-    "CallMeta",
     "CallNotFound",
     "CallStarted",
     "CallState",
-    "Capabilities",
     "ConfigError",
     "ContextPolicy",
     "EphemeralKeyWarning",
@@ -82,7 +81,6 @@ __all__ = [
     "IntegrityError",
     "Interrupted",
     "InvalidEvent",
-    "KeyRing",
     "Note",
     "Opening",
     "OwnerChanged",
@@ -91,9 +89,7 @@ __all__ = [
     "SeqConflict",
     "Session",
     "SlotsSet",
-    "StoredEvent",
     "Store",
-    "TokenClaims",
     "ToolCall",
     "ToolCalled",
     "ToolCancelled",
@@ -103,17 +99,8 @@ __all__ = [
     "UnknownEvent",
     "UserSpoke",
     "VoiceStateError",
-    "decode_event",
-    "decode_token",
-    "encode_event",
-    "get_plugin_manager",
-    "hookimpl",
-    "make_converter",
     "open_store",
     "parse_context",
-    "parse_keys",
-    "register_backend",
-    "register_event_type",
-    "register_plugin",
-    "unregister_plugin",
 ]
+
+publish(__name__, globals(), __all__)

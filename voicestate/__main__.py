@@ -1,5 +1,10 @@
+"""``python -m voicestate``: the command line."""
+
 import sys
 
 from ._cli import main
 
-sys.exit(main())
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,21 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
-from ._codec import StoredEvent
+
+class StoredEvent(NamedTuple):
+    """An event as every tier stores it: its encoded bytes, chain value and position.
+
+    ``epoch`` is the call's epoch once this event is applied and ``final`` is true
+    for ``CallEnded``: backends keep the call's metadata from them without
+    decoding anything.
+    """
+
+    seq: int
+    id: str
+    data: bytes
+    chain: bytes
+    epoch: int
+    final: bool
 
 
 @attrs.frozen

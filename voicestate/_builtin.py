@@ -1,19 +1,21 @@
-"""The core's default plugin: its backends, the openai format, its event types,
-its CLI commands and the default summary, registered like any other plugin."""
+"""The core's default plugin: its backends, the openai format, its CLI commands
+and the default summary, registered like any other plugin. (The core's event
+types need no plugin: a reader knows them before any plugin loads.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from . import _events
 from ._errors import ConfigError
 from ._memory import memory_backend
 from ._sqlite import SQLiteBackend
-from ._state import CallState
 from ._summary import default_summary
 from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from ._state import CallState
 
 
 def _no_params(scheme: str, params: Mapping[str, str]) -> None:
@@ -53,12 +55,6 @@ def register_formats(register: Callable[..., None]) -> None:
     from . import _openai
 
     register("openai", _openai.render, _openai.parse)
-
-
-@hookimpl
-def register_event_types(register: Callable[..., None]) -> None:
-    for cls in _events.CORE_TYPES:
-        register(cls)
 
 
 @hookimpl

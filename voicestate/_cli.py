@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from ._errors import VoiceStateError
+from ._plugins import registry
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ._plugins import registry
-
     p = argparse.ArgumentParser(prog="voicestate", description="Durable, resumable state for live voice calls.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in sorted(registry().commands.items()):
@@ -38,8 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `voicestate inspect ... | head`
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

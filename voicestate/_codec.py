@@ -1,4 +1,4 @@
-"""One canonical msgpack encoding per event, the hash chain, and the cattrs converter.
+"""One canonical msgpack encoding per event, and the hash chain.
 
 The canonical form is a msgpack map whose keys are sorted, whose nested maps are
 sorted too, with fields equal to their default left out. It is produced once,
@@ -13,12 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import attrs
-import cattrs
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
+from ._backend import StoredEvent
 from ._errors import InvalidEvent
 from ._events import (
-    BASE_FIELDS,
     EMPTY,
     JSON,
     JSON_MAP,
@@ -27,6 +26,7 @@ from ._events import (
     UnknownEvent,
     check_field,
     event_class,
+    field_kinds,
 )
 
 PENDING = b""
@@ -38,28 +38,12 @@ second preimages, and half the bytes per stored event."""
 
 # Base fields travel under one-letter keys; they sort before every field name
 # we ship, and plugin fields may not use them.
-_BASE_KEYS = {"a": "agent", "i": "id", "w": "at"}
-_TYPE_KEY = "t"
-_VERSION_KEY = "v"
-RESERVED_KEYS = frozenset({*_BASE_KEYS, _TYPE_KEY, _VERSION_KEY})
+BASE_KEYS = {"a": "agent", "i": "id", "w": "at"}
+TYPE_KEY = "t"
+VERSION_KEY = "v"
+RESERVED_KEYS = frozenset({*BASE_KEYS, TYPE_KEY, VERSION_KEY})
 
 _MISSING = object()
-
-
-class StoredEvent(NamedTuple):
-    """An event as every tier stores it: its encoded bytes, chain value and position.
-
-    ``epoch`` is the call's epoch once this event is applied and ``final`` is true
-    for ``CallEnded``: backends keep the call's metadata from them without
-    decoding anything.
-    """
-
-    seq: int
-    id: str
-    data: bytes
-    chain: bytes
-    epoch: int
-    final: bool
 
 
 class _FieldSpec(NamedTuple):
@@ -83,7 +67,8 @@ def _spec(cls: type[Event]) -> _ClassSpec:
     if spec is None:
         fields: list[_FieldSpec] = []
         payload: list[_FieldSpec] = []
-        by_attr = {v: k for k, v in _BASE_KEYS.items()}
+        by_attr = {v: k for k, v in BASE_KEYS.items()}
+        kinds = field_kinds(cls)
         for f in attrs.fields(cls):
             if f.name in ("seq", "chain", "extra"):
                 continue
@@ -93,13 +78,14 @@ def _spec(cls: type[Event]) -> _ClassSpec:
                 continue
             if f.name in RESERVED_KEYS:
                 raise TypeError(f"{cls.__name__}.{f.name}: field name is reserved by the codec")
-            if isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
-                default = f.default.factory()
+            factory = getattr(f.default, "factory", None)
+            if factory is not None and hasattr(f.default, "takes_self"):  # an attrs.Factory
+                default = factory()
             elif f.default is attrs.NOTHING:
                 default = _MISSING
             else:
                 default = f.default
-            spec_f = _FieldSpec(f.name, f.name, f.metadata["kind"], default)
+            spec_f = _FieldSpec(f.name, f.name, kinds[f.name], default)
             fields.append(spec_f)
             payload.append(spec_f)
         fields.sort(key=lambda s: s.key)
@@ -139,7 +125,7 @@ def event_fields(event: Event) -> dict[str, Any]:
         for k, v in event.fields.items():
             _check_extra(event.type_name, k, v)
         out = dict(event.fields)
-        out[_TYPE_KEY] = event.type_name
+        out[TYPE_KEY] = event.type_name
         out["i"], out["w"] = event.id, event.at
         if event.agent is not None:
             out["a"] = event.agent
@@ -159,7 +145,7 @@ def event_fields(event: Event) -> dict[str, Any]:
         elif kind == "float" or kind == "opt_float":
             value = float(value)
         out[key] = value
-    out[_TYPE_KEY] = tn
+    out[TYPE_KEY] = tn
     if event.extra:
         known = {f.key for f in spec.fields}
         for k, v in event.extra.items():
@@ -215,9 +201,9 @@ def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
         "isfinite": math.isfinite,
     }
     env["T"] = spec.type_name
-    keyed = sorted([*spec.fields, _FieldSpec(_TYPE_KEY, "", "type", _MISSING)], key=lambda f: f.key)
+    keyed = sorted([*spec.fields, _FieldSpec(TYPE_KEY, "", "type", _MISSING)], key=lambda f: f.key)
     for n, (key, attr, kind, default) in enumerate(keyed):
-        if key == _TYPE_KEY:
+        if key == TYPE_KEY:
             lines.append("    d['t'] = T")
             continue
         v = f"v{n}"
@@ -286,12 +272,12 @@ def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None
     except Exception as exc:
         raise InvalidEvent(f"event bytes are not valid msgpack: {exc}") from None
     if raw.__class__ is dict:
-        type_name = raw.get(_TYPE_KEY)
-        dec = _DECODERS.get(type_name)  # type: ignore[arg-type]
-        if dec is None:
-            cls = event_class(type_name) if isinstance(type_name, str) else None
+        type_name = raw.get(TYPE_KEY)
+        dec = _DECODERS.get(type_name) if type_name.__class__ is str else None
+        if dec is None and isinstance(type_name, str):
+            cls = event_class(type_name)
             if cls is not None:
-                dec = _DECODERS[type_name] = _compile_decoder(cls)  # type: ignore[index]
+                dec = _DECODERS[type_name] = _compile_decoder(cls)
         if dec is not None:
             ev = dec(raw, seq, chain)
             if ev is not None:
@@ -373,7 +359,7 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
     if not isinstance(raw, dict):
         raise InvalidEvent(f"an event must be a map, got {type(raw).__name__}")
     fields = dict(raw)
-    version = fields.get(_VERSION_KEY, 1)
+    version = fields.get(VERSION_KEY, 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidEvent(f"event schema version {version!r} is not a positive integer")
     if version > SCHEMA_VERSION:
@@ -384,11 +370,11 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
     while version < SCHEMA_VERSION:
         fields = _MIGRATIONS[version](fields)
         version += 1
-    type_name = fields.pop(_TYPE_KEY, None)
+    type_name = fields.pop(TYPE_KEY, None)
     if not isinstance(type_name, str) or not type_name:
         raise InvalidEvent("event has no type name")
     base: dict[str, Any] = {}
-    for key, attr in _BASE_KEYS.items():
+    for key, attr in BASE_KEYS.items():
         if key in fields:
             base[attr] = fields.pop(key)
     if not isinstance(base.get("id"), str):
@@ -397,15 +383,10 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
         raise InvalidEvent(f"{type_name} event has no numeric 'at'")
     if base.get("agent") is not None and not isinstance(base["agent"], str):
         raise InvalidEvent(f"{type_name}.agent must be a string")
-    cls = event_class(type_name)
+    cls = event_class(type_name)  # plugins' types are known once the plugins are loaded
     if cls is None:
-        from ._plugins import registry
-
-        registry()  # plugins register their event types when the registry is (re)built
-        cls = event_class(type_name)
-    if cls is None:
-        if _VERSION_KEY in raw:
-            fields[_VERSION_KEY] = raw[_VERSION_KEY]
+        if VERSION_KEY in raw:
+            fields[VERSION_KEY] = raw[VERSION_KEY]
         for k, v in fields.items():
             _check_extra(type_name, k, v)
         return UnknownEvent(type_name=type_name, fields=fields, seq=seq, chain=chain, **base)
@@ -417,7 +398,7 @@ def event_from_map(raw: Any, *, seq: int | None = None, chain: bytes | None = No
             kwargs[attr] = value
         elif default is _MISSING:
             raise InvalidEvent(f"{type_name} event lacks its field {attr!r}")
-    fields.pop(_VERSION_KEY, None)
+    fields.pop(VERSION_KEY, None)
     for k, v in fields.items():
         _check_extra(type_name, k, v)
     extra = fields if fields else EMPTY
@@ -448,84 +429,3 @@ def verify_chain(previous: bytes, events: list[StoredEvent]) -> int:
         if head != ev.chain:
             return i
     return -1
-
-
-# --- JSON for humans ----------------------------------------------------------
-
-
-def event_to_dict(event: Event) -> dict[str, Any]:
-    """A readable dict: ``type`` plus every field by its full name."""
-    out: dict[str, Any] = {"type": event.TYPE if not isinstance(event, UnknownEvent) else event.type_name}
-    if isinstance(event, UnknownEvent):
-        out.update(id=event.id, at=event.at, agent=event.agent, seq=event.seq, fields=dict(event.fields))
-    else:
-        for f in attrs.fields(type(event)):
-            if f.name in ("chain", "extra"):
-                continue
-            out[f.name] = getattr(event, f.name)
-        if event.extra:
-            out["extra"] = dict(event.extra)
-    if event.chain is not None:
-        out["chain"] = event.chain.hex()
-    return out
-
-
-def event_from_dict(data: Mapping[str, Any]) -> Event:
-    """The inverse of :func:`event_to_dict` (validated like stored bytes)."""
-    data = dict(data)
-    type_name = data.pop("type", None)
-    if not isinstance(type_name, str):
-        raise InvalidEvent("an event dict needs a string 'type'")
-    seq = data.pop("seq", None)
-    chain_hex = data.pop("chain", None)
-    raw: dict[str, Any] = {_TYPE_KEY: type_name}
-    cls = event_class(type_name)
-    if cls is None:
-        raw.update(data.pop("fields", {}) or {})
-    else:
-        raw.update(data.pop("extra", {}) or {})
-    for key, attr in _BASE_KEYS.items():
-        if attr in data:
-            raw[key] = data.pop(attr)
-    if cls is not None:
-        for name in list(data):
-            if name not in BASE_FIELDS:
-                raw[name] = data.pop(name)
-    if data:
-        raise InvalidEvent(f"{type_name}: unknown keys {sorted(data)}")
-    chain = bytes.fromhex(chain_hex) if isinstance(chain_hex, str) else None
-    return event_from_map(raw, seq=seq, chain=chain)
-
-
-def make_converter() -> cattrs.Converter:
-    """The one converter: events (by type), CallState and packets to plain data and back."""
-    conv = cattrs.Converter()
-    conv.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, Event), event_to_dict)
-    conv.register_structure_hook_func(
-        lambda t: isinstance(t, type) and issubclass(t, Event), lambda d, _t: event_from_dict(d)
-    )
-    conv.register_unstructure_hook(bytes, lambda b: b.hex())
-    conv.register_structure_hook(bytes, lambda s, _t: bytes.fromhex(s))
-    from ._state import CallState  # the state module imports this one
-
-    def state_to_dict(st: CallState) -> dict[str, Any]:
-        return {
-            "call_id": st.call_id,
-            "tenant": st.tenant,
-            "owner": st.owner,
-            "epoch": st.epoch,
-            "seq": st.seq,
-            "status": st.status,
-            "chain": st.chain.hex(),
-            "meta": dict(st.meta),
-            "turns": [t._asdict() for t in st.turns],
-            "tools": {k: conv.unstructure(v) for k, v in st.tools.items()},
-            "slots": dict(st.slots),
-            "private_slots": {k: dict(v) for k, v in st.private_slots.items()},
-            "handoffs": [event_to_dict(h) for h in st.handoffs],
-            "notes": [event_to_dict(n) for n in st.notes],
-            "pending_handoff": None if st.pending_handoff is None else st.pending_handoff.packet_id,
-        }
-
-    conv.register_unstructure_hook(CallState, state_to_dict)
-    return conv

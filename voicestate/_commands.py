@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._codec import event_to_dict, make_converter
-from ._errors import ConfigError, PacketError, VoiceStateError
+from ._convert import event_to_dict, make_converter
+from ._demo import run_demo as demo_main
+from ._errors import ConfigError, OwnershipError, PacketError, VoiceStateError
 from ._keys import ENV_VAR, parse_keys
+from ._open import open_store
 from ._output import Printer
 from ._packet import HandoffPacket, TokenClaims, decode_token, peek
 from ._tiers import describe as describe_tiers
@@ -43,9 +45,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo as demo
-
-    return demo(args.store, Printer())
+    return demo_main(args.store, Printer())
 
 
 # -- inspect -----------------------------------------------------------------------
@@ -68,8 +68,6 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
 
 
 def _open(url: str) -> Any:
-    from ._open import open_store
-
     # Reading needs no signing key: a fixed placeholder avoids the per-process-key warning.
     keys = os.environ.get(ENV_VAR) or "inspect:read-only-placeholder-key"
     return open_store(*url.split(), signing_keys=keys)
@@ -236,8 +234,6 @@ def _check_in_store(p: Printer, url: str, decoded: HandoffPacket | TokenClaims, 
         state = store.load(decoded.call_id)
         pending = state.pending_handoff
         if pending is None or pending.packet_id != decoded.packet_id:
-            from ._errors import OwnershipError
-
             raise OwnershipError(
                 f"the handoff is no longer pending in the store (owner {state.owner!r}, epoch {state.epoch})"
             )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._errors import ConfigError
+from ._plugins import ContextFormat, registry
 
 if TYPE_CHECKING:
     from ._events import Event
@@ -41,9 +42,7 @@ class ContextPolicy:
             raise ConfigError(f"ContextPolicy.last_turns must be None or an integer >= 0, not {self.last_turns!r}")
 
 
-def _format(fmt: str) -> Any:
-    from ._plugins import registry
-
+def _format(fmt: str) -> ContextFormat:
     found = registry().formats.get(fmt)
     if found is None:
         known = sorted(registry().formats)

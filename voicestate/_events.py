@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -21,7 +23,9 @@ HANDOFF_KINDS: frozenset[str] = frozenset({"transfer", "escalate", "persona", "r
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-# Field kinds drive validation and canonical encoding (see _codec).
+# Field kinds drive validation and canonical encoding (see _codec). They are
+# derived from each field's annotation; only an ambiguous annotation needs an
+# explicit ``metadata={"kind": ...}`` (the turn reference of Interrupted).
 STR, OPT_STR, BOOL, FLOAT, OPT_FLOAT, INT, OPT_INT, JSON, JSON_MAP, TURN_REF = (
     "str",
     "opt_str",
@@ -34,10 +38,65 @@ STR, OPT_STR, BOOL, FLOAT, OPT_FLOAT, INT, OPT_INT, JSON, JSON_MAP, TURN_REF = (
     "json_map",
     "turn_ref",
 )
+KINDS = frozenset({STR, OPT_STR, BOOL, FLOAT, OPT_FLOAT, INT, OPT_INT, JSON, JSON_MAP, TURN_REF})
+
+_PLAIN = {str: STR, bool: BOOL, float: FLOAT, int: INT}
+_OPTIONAL = {str: OPT_STR, float: OPT_FLOAT, int: OPT_INT}
+_MAPS = (Mapping, dict, MutableMapping)
+_LISTS = (list, tuple, Sequence)
 
 
-def _kind(kind: str) -> dict[str, Any]:
-    return {"kind": kind}
+def _kind_of(hint: Any) -> str | None:
+    """The field kind an annotation stands for, or None when it is ambiguous."""
+    if hint is Any or hint is object:
+        return JSON
+    if hint in _PLAIN:
+        return _PLAIN[hint]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(args) == 2 and rest[0] in _OPTIONAL:
+            return _OPTIONAL[rest[0]]
+        return None
+    if hint in _MAPS or origin in _MAPS:
+        return JSON_MAP if not args or args[0] is str else None
+    if hint in _LISTS or origin in _LISTS:
+        return JSON
+    return None
+
+
+_FIELD_KINDS: dict[type, dict[str, str]] = {}
+
+
+def field_kinds(cls: type[Event]) -> dict[str, str]:
+    """Field name -> kind for the payload fields of ``cls`` (base fields excluded).
+
+    Derived from the annotations (``str``, ``int``, ``float``, ``bool``, those
+    three with ``| None``, ``Mapping[str, Any]``, ``list[...]``, ``Any``); a field
+    whose annotation says no single kind carries ``metadata={"kind": ...}``.
+    """
+    found = _FIELD_KINDS.get(cls)
+    if found is not None:
+        return found
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as exc:  # an annotation naming something the class's module cannot see
+        raise TypeError(f"cannot resolve the annotations of {cls.__name__}: {exc}") from None
+    kinds: dict[str, str] = {}
+    for field in attrs.fields(cls):
+        if field.name in BASE_FIELDS:
+            continue
+        kind = field.metadata.get("kind") or _kind_of(hints.get(field.name, Any))
+        if kind not in KINDS:
+            raise TypeError(
+                f"field {cls.__name__}.{field.name}: {hints.get(field.name)!r} names no stored type; annotate it "
+                "as str, int, float, bool, one of those three | None, Mapping[str, Any], list[...] or Any "
+                f"(or mark it: attrs.field(metadata={{'kind': ...}}), kinds {sorted(KINDS)})"
+            )
+        kinds[field.name] = kind
+    _FIELD_KINDS[cls] = kinds
+    return kinds
 
 
 @attrs.frozen(kw_only=True)
@@ -52,9 +111,9 @@ class Event:
 
     TYPE: ClassVar[str] = "Event"
 
-    id: str = attrs.field(factory=new_event_id, metadata=_kind(STR))
-    at: float = attrs.field(factory=time.time, metadata=_kind(FLOAT))
-    agent: str | None = attrs.field(default=None, metadata=_kind(OPT_STR))
+    id: str = attrs.field(factory=new_event_id)
+    at: float = attrs.field(factory=time.time)
+    agent: str | None = None
     seq: int | None = attrs.field(default=None, eq=False)
     chain: bytes | None = attrs.field(default=None, eq=False, repr=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, repr=False)
@@ -69,8 +128,9 @@ BASE_FIELDS = frozenset({"id", "at", "agent", "seq", "chain", "extra"})
 def register_event_type(cls: E) -> E:
     """Make an event class known to the codec under ``cls.TYPE``.
 
-    Plugins register further types (namespaced, e.g. ``"acme.Escalated"``). Fields
-    must carry a ``kind`` in their metadata so they can be validated and encoded.
+    Plugins register further types (namespaced, e.g. ``"acme.Escalated"``): a
+    plain ``@attrs.frozen`` subclass of :class:`Event` whose field types are
+    read from its annotations (see :func:`field_kinds`).
     """
     if not (isinstance(cls, type) and issubclass(cls, Event)):
         raise TypeError(f"{cls!r} is not an Event subclass")
@@ -78,9 +138,7 @@ def register_event_type(cls: E) -> E:
     existing = _REGISTRY.get(type_name)
     if existing is not None and existing is not cls:
         raise ValueError(f"event type {type_name!r} is already registered by {existing!r}")
-    for field in attrs.fields(cls):
-        if field.name not in BASE_FIELDS and "kind" not in field.metadata:
-            raise TypeError(f"field {cls.__name__}.{field.name} needs metadata={{'kind': ...}}")
+    field_kinds(cls)  # an annotation with no stored type fails here, at registration
     cls.TYPE = type_name
     _REGISTRY[type_name] = cls
     return cls
@@ -94,18 +152,14 @@ def event_types() -> Mapping[str, type[Event]]:
     return MappingProxyType(_REGISTRY)
 
 
-def _f(kind: str, **kw: Any) -> Any:
-    return attrs.field(metadata=_kind(kind), **kw)
-
-
 @register_event_type
 @attrs.frozen
 class CallStarted(Event):
     """The call exists: channel, caller, SIP/WebRTC ids, language (``meta``), and its tenant."""
 
     TYPE: ClassVar[str] = "CallStarted"
-    meta: Mapping[str, Any] = _f(JSON_MAP, factory=dict)
-    tenant: str | None = _f(OPT_STR, default=None)
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+    tenant: str | None = None
 
 
 @register_event_type
@@ -114,10 +168,10 @@ class UserSpoke(Event):
     """A caller utterance (final transcripts; interim ones are not stored by default)."""
 
     TYPE: ClassVar[str] = "UserSpoke"
-    text: str = _f(STR)
-    final: bool = _f(BOOL, default=True)
-    confidence: float | None = _f(OPT_FLOAT, default=None)
-    language: str | None = _f(OPT_STR, default=None)
+    text: str
+    final: bool = True
+    confidence: float | None = None
+    language: str | None = None
 
 
 @register_event_type
@@ -126,7 +180,7 @@ class AgentSpoke(Event):
     """What the agent generated for one turn."""
 
     TYPE: ClassVar[str] = "AgentSpoke"
-    text: str = _f(STR)
+    text: str
 
 
 def _turn_ref(value: object) -> object:
@@ -146,9 +200,10 @@ class Interrupted(Event):
     """
 
     TYPE: ClassVar[str] = "Interrupted"
-    turn: int | str | None = _f(TURN_REF, default=None, converter=_turn_ref)
-    heard: str = _f(STR, default="")
-    heard_ms: int | None = _f(OPT_INT, default=None)
+    # int | str | None could be read several ways: the kind says which (a seq, an event id or None).
+    turn: int | str | None = attrs.field(default=None, converter=_turn_ref, metadata={"kind": TURN_REF})
+    heard: str = ""
+    heard_ms: int | None = None
 
 
 @register_event_type
@@ -157,9 +212,9 @@ class ToolCalled(Event):
     """A tool call started; it is pending until a result or cancellation arrives."""
 
     TYPE: ClassVar[str] = "ToolCalled"
-    call_id: str = _f(STR)
-    name: str = _f(STR)
-    arguments: Mapping[str, Any] = _f(JSON_MAP, factory=dict)
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @register_event_type
@@ -168,9 +223,9 @@ class ToolReturned(Event):
     """A tool call finished with ``result`` or failed with ``error``; the first result wins."""
 
     TYPE: ClassVar[str] = "ToolReturned"
-    call_id: str = _f(STR)
-    result: Any = _f(JSON, default=None)  # noqa: RUF009 - an attrs field, not a dataclass default
-    error: str | None = _f(OPT_STR, default=None)
+    call_id: str
+    result: Any = None
+    error: str | None = None
 
 
 @register_event_type
@@ -179,8 +234,8 @@ class ToolCancelled(Event):
     """A pending tool call was abandoned."""
 
     TYPE: ClassVar[str] = "ToolCancelled"
-    call_id: str = _f(STR)
-    reason: str | None = _f(OPT_STR, default=None)
+    call_id: str
+    reason: str | None = None
 
 
 @register_event_type
@@ -192,8 +247,8 @@ class SlotsSet(Event):
     """
 
     TYPE: ClassVar[str] = "SlotsSet"
-    values: Mapping[str, Any] = _f(JSON_MAP)
-    scope: str = _f(STR, default="call")
+    values: Mapping[str, Any]
+    scope: str = "call"
 
 
 @register_event_type
@@ -202,7 +257,7 @@ class Note(Event):
     """Free text for humans (e.g. a supervisor's remark)."""
 
     TYPE: ClassVar[str] = "Note"
-    text: str = _f(STR)
+    text: str
 
 
 @register_event_type
@@ -211,13 +266,13 @@ class HandedOff(Event):
     """A handoff is offered and pending until redeemed, cancelled, replaced or expired."""
 
     TYPE: ClassVar[str] = "HandedOff"
-    to_agent: str = _f(STR)
-    kind: str = _f(STR, default="transfer")
-    reason: str | None = _f(OPT_STR, default=None)
-    summary: str | None = _f(OPT_STR, default=None)
-    packet_id: str = _f(STR, default="")
-    expires_at: float = _f(FLOAT, default=0.0)
-    data: Mapping[str, Any] = _f(JSON_MAP, factory=dict)  # what prepare_handoff hooks added
+    to_agent: str
+    kind: str = "transfer"
+    reason: str | None = None
+    summary: str | None = None
+    packet_id: str = ""
+    expires_at: float = 0.0
+    data: Mapping[str, Any] = attrs.field(factory=dict)  # what prepare_handoff hooks added
 
 
 @register_event_type
@@ -226,7 +281,7 @@ class HandoffCancelled(Event):
     """The pending handoff is withdrawn."""
 
     TYPE: ClassVar[str] = "HandoffCancelled"
-    packet_id: str = _f(STR)
+    packet_id: str
 
 
 @register_event_type
@@ -235,9 +290,9 @@ class OwnerChanged(Event):
     """Ownership moved: a packet was redeemed (``packet_id``) or a worker took over (``None``)."""
 
     TYPE: ClassVar[str] = "OwnerChanged"
-    owner: str = _f(STR)
-    epoch: int = _f(INT)
-    packet_id: str | None = _f(OPT_STR, default=None)
+    owner: str
+    epoch: int
+    packet_id: str | None = None
 
 
 @register_event_type
@@ -246,7 +301,7 @@ class CallEnded(Event):
     """The call is over; nobody owns it any more."""
 
     TYPE: ClassVar[str] = "CallEnded"
-    reason: str | None = _f(OPT_STR, default=None)
+    reason: str | None = None
 
 
 @attrs.frozen

@@ -32,7 +32,8 @@ def run(flow: Flow[T]) -> T:
             else:
                 backend, method, args = flow.send(result)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        value: T = stop.value
+        return value
 
 
 async def arun(flow: Flow[T]) -> T:
@@ -47,4 +48,5 @@ async def arun(flow: Flow[T]) -> T:
             else:
                 backend, method, args = flow.send(result)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        value: T = stop.value
+        return value

@@ -13,8 +13,8 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from ._backend import OK, AppendResult, CallMeta, Capabilities
-from ._codec import PENDING, StoredEvent, chain_next, genesis
+from ._backend import OK, AppendResult, CallMeta, Capabilities, StoredEvent
+from ._codec import PENDING, chain_next, genesis
 
 
 class _Call:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from ._backend import Backend
+from ._config import StoreConfig
 from ._errors import ConfigError, UnknownBackend
 from ._keys import ENV_VAR, KeyRing, ephemeral_keys, parse_keys
 from ._plugins import register_plugin, registry
@@ -56,7 +57,15 @@ def open_tier(url: str) -> Tier:
     write = params.pop("write", "through")
     if write not in ("through", "behind"):
         raise ConfigError(f"{url}: write= must be 'through' or 'behind', not {write!r}")
-    return Tier(factory(url.split("?", 1)[0], params), write)  # type: ignore[arg-type]
+    return Tier(factory(url.split("?", 1)[0], params), "behind" if write == "behind" else "through")
+
+
+def open_backend(url: str) -> Backend:
+    """The backend a store URL names, opened alone (no tiers, no store): for tools and tests.
+
+    Close it with ``backend.close()``.
+    """
+    return open_tier(url).backend
 
 
 def open_store(
@@ -89,30 +98,25 @@ def open_store(
         keys = parse_keys(env_keys) if env_keys else ephemeral_keys()
     else:
         keys = parse_keys(signing_keys)
-    if not packet_ttl > 0:
-        raise ConfigError(f"packet_ttl must be positive seconds, got {packet_ttl!r}")
-    if max_event_bytes < 1024:
-        raise ConfigError(f"max_event_bytes must be at least 1024, got {max_event_bytes!r}")
-    if behind_queue < 1:
-        raise ConfigError(f"behind_queue must be at least 1, got {behind_queue!r}")
-    tiers: list[Tier] = []
-    try:
-        for url in urls:
-            tiers.append(open_tier(url))
-        stack = Tiers(tiers, behind_queue=behind_queue)
-    except BaseException:
-        for t in tiers:
-            t.backend.close()
-        raise
-    return Store(
-        stack,
+    config = StoreConfig(
         keys=keys,
         tenant=tenant,
         packet_ttl=packet_ttl,
         skew=skew,
         retries=retries,
         barrier_timeout=barrier_timeout,
+        behind_queue=behind_queue,
         store_interim=store_interim,
         redact=registry().redact if redact else None,
         max_event_bytes=max_event_bytes,
     )
+    tiers: list[Tier] = []
+    try:
+        for url in urls:
+            tiers.append(open_tier(url))
+        stack = Tiers(tiers, behind_queue=config.behind_queue)
+    except BaseException:
+        for t in tiers:
+            t.backend.close()
+        raise
+    return Store(stack, config)

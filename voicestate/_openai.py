@@ -41,7 +41,7 @@ from ._events import (
     ToolReturned,
     UserSpoke,
 )
-from ._packet import _no_constant  # NaN and Infinity are not JSON
+from ._packet import reject_constant  # NaN and Infinity are not JSON
 from ._state import CallState, ToolCall
 
 INTERRUPTION_NOTE = "[The caller interrupted the assistant here; they heard only the text above.]"
@@ -122,7 +122,7 @@ def _text(content: Any, where: str) -> str:
 def _loads(text: str) -> Any:
     """JSON if ``text`` is JSON, else ``text`` itself (the very object)."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=reject_constant)
     except ValueError:
         return text
 

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._codec import CHAIN_BYTES, StoredEvent, canonical, chain_next, decode_event, genesis, packb, unpackb
+from ._backend import StoredEvent
+from ._codec import CHAIN_BYTES, canonical, chain_next, decode_event, genesis, packb, unpackb
 from ._errors import PacketError
 from ._keys import KeyRing, parse_keys
+from ._state import CallState, Folder
 
 if TYPE_CHECKING:
     from ._events import HandedOff
-    from ._state import CallState
 
 PACKET_VERSION = 1
 TOKEN_PREFIX = "vs1."
@@ -246,8 +247,6 @@ class HandoffPacket:
         """The call as of ``seq``, read-only, when the events are inline; else None."""
         if self.events is None:
             return None
-        from ._state import Folder
-
         _verify_inline(self.call_id, self.events, self.seq, self.chain)
         folder = Folder(self.call_id, genesis(self.call_id))
         head = genesis(self.call_id)
@@ -287,7 +286,7 @@ def _decode_json(data: object, ring: KeyRing | None, max_bytes: int = DEFAULT_MA
     if len(data) > max_bytes:
         raise PacketError("too_large", f"{len(data)} characters exceeds the limit of {max_bytes}")
     try:
-        raw = json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+        raw = json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=reject_constant)
     except (ValueError, RecursionError) as exc:
         raise PacketError("malformed", f"not a JSON packet: {exc}") from None
     packet = _from_map(raw, binary=False, ring=ring)
@@ -334,7 +333,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 

@@ -7,15 +7,18 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import pluggy
 
-from . import hookspecs
-from ._errors import ConfigError
+from . import _redact, hookspecs
+from ._codec import warm_up
+from ._errors import ConfigError, InvalidEvent
+from ._events import event_types, register_event_type
 
 log = logging.getLogger("voicestate.plugins")
 
@@ -24,7 +27,16 @@ PLUGINS_ENV_VAR = "VOICESTATE_PLUGINS"
 """Comma-separated entry-point names to load; unset loads every installed plugin,
 an empty string none (the default plugins always load)."""
 
+TRACE_ENV_VAR = "VOICESTATE_TRACE_PLUGINS"
+"""Set to 1 to print every hook call (its arguments, the plugins called, the result) to stderr."""
+
 DEFAULT_PLUGINS = ("voicestate._builtin", "voicestate._redact")
+"""Loaded by name, like entry points: the plugin manager does not import them."""
+
+HAND_DISPATCHED = ("redact_event", "after_handoff", "after_resume")
+"""Hooks voicestate calls implementation by implementation (the redaction chain is
+composed once for the record path; an observer's error is logged, not raised), so
+they cannot take pluggy wrappers."""
 
 
 @attrs.frozen
@@ -70,6 +82,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 pm.register(importlib.import_module(name), name=name)
             _load_entry_points(pm)
             pm.check_pending()  # a misspelled hook name fails here, loudly
+            _refuse_wrappers(pm)
+            if os.environ.get(TRACE_ENV_VAR, "") not in ("", "0"):
+                _trace(pm)
             _pm = pm
         return _pm
 
@@ -93,6 +108,34 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         )
 
 
+def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
+    for name in HAND_DISPATCHED:
+        for impl in getattr(pm.hook, name).get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                raise ConfigError(
+                    f"plugin {impl.plugin_name!r}: {name} cannot be a wrapper (voicestate calls its "
+                    "implementations one by one); implement it as a plain @hookimpl"
+                )
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    """Print hook calls to stderr, as datasette's DATASETTE_TRACE_PLUGINS does."""
+
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+        called = ", ".join(i.plugin_name for i in impls)
+        print(f"voicestate plugins: {hook_name}({', '.join(kwargs)}) -> [{called}]", file=sys.stderr)
+
+    def after(
+        outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+    ) -> None:
+        if outcome.exception is not None:
+            print(f"voicestate plugins: {hook_name} raised {outcome.exception!r}", file=sys.stderr)
+        else:
+            print(f"voicestate plugins: {hook_name} returned {outcome.get_result()!r:.200}", file=sys.stderr)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
 def notify(hook_name: str, **kwargs: Any) -> None:
     """Call an observer hook (``after_handoff``, ``after_resume``).
 
@@ -100,6 +143,8 @@ def notify(hook_name: str, **kwargs: Any) -> None:
     reach the caller as if the handoff or resume had failed: it is logged.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
+    if os.environ.get(TRACE_ENV_VAR, "") not in ("", "0"):
+        print(f"voicestate plugins: {hook_name}({', '.join(kwargs)}) (observers)", file=sys.stderr)
     for impl in reversed(hook.get_hookimpls()):
         try:
             impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
@@ -123,10 +168,12 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
             raise ConfigError(f"plugin {name or plugin!r} is blocked or already registered")
         try:
             pm.check_pending()
-        except pluggy.PluginValidationError:
+            _refuse_wrappers(pm)
+        except (pluggy.PluginValidationError, ConfigError):
             pm.unregister(plugin)
             raise
         _reset()
+        registry()  # its event types are known at once (a reader decodes them without opening a store)
         return registered
 
 
@@ -157,11 +204,13 @@ def registry() -> Registry:
         formats: dict[str, ContextFormat] = {}
         commands: dict[str, Command] = {}
 
+        # pluggy calls the newest registration first, and the first registration of a
+        # name wins: a plugin overrides a default by registering the same name.
         def add_backend(scheme: str, factory: Callable[..., Any]) -> None:
-            backends[scheme.lower()] = factory
+            backends.setdefault(scheme.lower(), factory)
 
         def add_format(name: str, render: Callable[..., Any], parse: Callable[..., Any] | None = None) -> None:
-            formats[name] = ContextFormat(name, render, parse)
+            formats.setdefault(name, ContextFormat(name, render, parse))
 
         def add_command(
             name: str, run: Callable[..., int], help: str = "", configure: Callable[..., None] | None = None
@@ -170,20 +219,10 @@ def registry() -> Registry:
                 raise ConfigError(f"two plugins register the CLI command {name!r}")
             commands[name] = Command(name, run, help, configure)
 
-        from ._events import register_event_type
-
-        # pluggy calls the newest registration first: run them oldest first, so a
-        # plugin overrides a default by registering the same name again.
-        for impl in reversed(pm.hook.register_backends.get_hookimpls()):
-            impl.function(register=add_backend)
-        for impl in reversed(pm.hook.register_formats.get_hookimpls()):
-            impl.function(register=add_format)
-        for impl in reversed(pm.hook.register_commands.get_hookimpls()):
-            impl.function(register=add_command)
+        pm.hook.register_backends(register=add_backend)
+        pm.hook.register_formats(register=add_format)
+        pm.hook.register_commands(register=add_command)
         pm.hook.register_event_types(register=register_event_type)
-        from ._codec import warm_up
-        from ._events import event_types
-
         warm_up(list(event_types().values()))
         _registry = Registry(backends, formats, commands, _redaction_chain(pm))
         return _registry
@@ -200,8 +239,6 @@ def _redaction_chain(pm: pluggy.PluginManager) -> Callable[[Any], Any] | None:
         return None
     if len(fns) == 1:
         only = fns[0]
-        from . import _redact
-
         if only is _redact.redact_event:  # the built-in alone: trusted, no wrapper on the record path
             return _redact.redact_or_same
 
@@ -225,8 +262,6 @@ def _checked(before: Any, after: Any) -> Any:
     # A redactor may change what an event says, never what it is: its type and id
     # (the idempotency key) must survive, or retries would store it twice.
     if type(after) is not type(before) or after.id != before.id:
-        from ._errors import InvalidEvent
-
         raise InvalidEvent(
             f"a redact_event hook turned {type(before).__name__} {before.id!r} into "
             f"{type(after).__name__} {getattr(after, 'id', None)!r}; return the same type with the same id"

@@ -15,8 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ._backend import OK, AppendResult, CallMeta, Capabilities
-from ._codec import StoredEvent
+from ._backend import OK, AppendResult, CallMeta, Capabilities, StoredEvent
 from ._errors import BackendUnavailable, ConfigError
 
 _SCHEMA = """

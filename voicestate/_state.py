@@ -9,12 +9,13 @@ taking a snapshot never copies the call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 import attrs
 
+from ._context import ContextPolicy, render
 from ._events import (
     AgentSpoke,
     CallEnded,
@@ -31,9 +32,6 @@ from ._events import (
     ToolReturned,
     UserSpoke,
 )
-
-if TYPE_CHECKING:
-    from ._context import ContextPolicy
 
 Role = Literal["user", "agent"]
 ToolStatus = Literal["pending", "ok", "error", "cancelled"]
@@ -145,7 +143,8 @@ class _Tools(Mapping[str, ToolCall]):
         idx = self._index.get(call_id)
         if idx is None or idx >= len(self._items):
             raise KeyError(call_id)
-        return self._items[idx]  # type: ignore[no-any-return]
+        tool: ToolCall = self._items[idx]
+        return tool
 
     def __iter__(self) -> Iterator[str]:
         return (t.call_id for t in self._items)
@@ -292,9 +291,7 @@ class CallState:
         return self.status == "ended"
 
     def context(self, fmt: str = "openai", policy: ContextPolicy | None = None) -> Any:
-        """Render this state as ``fmt`` messages (see :mod:`voicestate._context`)."""
-        from ._context import render
-
+        """Render this state as ``fmt`` messages (``"openai"``; integrations add more)."""
         return render(self, fmt, policy)
 
     def __eq__(self, other: object) -> bool:
@@ -454,87 +451,118 @@ class Folder:
         self.seq = seq
         self.chain = chain
         self._snap = None
-        t = type(ev)
-        if t is UserSpoke:
-            if ev.final:  # type: ignore[attr-defined]
-                self.turns.append(Turn(seq, "user", agent, ev.text, None, False, None, ev.at))  # type: ignore[attr-defined]
-        elif t is AgentSpoke:
-            idx = len(self.turns)
-            self.turns.append(Turn(seq, "agent", agent, ev.text, None, False, None, ev.at))  # type: ignore[attr-defined]
-            self._agent_turn_by_seq[seq] = idx
-            self._agent_turn_by_id[ev.id] = idx
-            self._last_agent_turn = idx
-        elif t is Interrupted:
-            assert isinstance(ev, Interrupted)
-            idx = self._turn_index(ev.turn)
-            if idx >= 0:
-                turn = self._turn(idx)._replace(heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms)
-                self._turn_changes.setdefault(idx, []).append((seq, turn))
-        elif t is ToolCalled:
-            assert isinstance(ev, ToolCalled)
-            if ev.call_id not in self._tool_index:
-                self._tool_index[ev.call_id] = len(self.tools)
-                args = MappingProxyType(_copy_json(ev.arguments))
-                self.tools.append(ToolCall(ev.call_id, ev.name, args, "pending", agent=agent, seq=seq))
-        elif t is ToolReturned or t is ToolCancelled:
-            call_id: str = ev.call_id  # type: ignore[attr-defined]
-            found = self._tool_index.get(call_id)
-            if found is None:  # a result for a call we never saw: keep it visible
-                idx = self._tool_index[call_id] = len(self.tools)
-                self.tools.append(ToolCall(call_id, "", _EMPTY, "pending", agent=agent, seq=seq))
-            else:
-                idx = found
-            current = self._tool(idx)
-            if current.status == "pending":  # the first result wins
-                if isinstance(ev, ToolReturned):
-                    status: ToolStatus = "error" if ev.error is not None else "ok"
-                    done = attrs.evolve(current, status=status, result=_copy_json(ev.result), error=ev.error)
-                else:
-                    assert isinstance(ev, ToolCancelled)
-                    done = attrs.evolve(current, status="cancelled", error=ev.reason)
-                self._tool_changes.setdefault(idx, []).append((seq, done))
-        elif t is SlotsSet:
-            assert isinstance(ev, SlotsSet)
-            if ev.scope == "call":
-                target = self._slots
-            elif ev.scope.startswith("agent:"):
-                target = self._private.setdefault(ev.scope[6:], {})
-            else:
-                return
-            for k, v in ev.values.items():
-                target.setdefault(k, []).append((seq, _GONE if v is None else _copy_json(v)))
-        elif t is Note:
-            self.notes.append(_stamped(ev, seq, chain, agent))  # type: ignore[arg-type]
-        elif t is HandedOff:
-            h: HandedOff = _stamped(ev, seq, chain, agent)  # type: ignore[assignment]
-            self._end_pending("replaced by a later handoff")
-            self.handoffs.append(h)
-            self.pending_handoff = h
-        elif t is HandoffCancelled:
-            pending = self.pending_handoff
-            if pending is not None and pending.packet_id == ev.packet_id:  # type: ignore[attr-defined]
-                self._end_pending("cancelled by its sender")
-        elif t is OwnerChanged:
-            assert isinstance(ev, OwnerChanged)
-            self.owner = ev.owner
-            self.epoch = ev.epoch
-            self._end_pending(
-                f"redeemed already by {ev.owner!r}"
-                if ev.packet_id is not None
-                else f"cleared when {ev.owner!r} took over the call"
-            )
-        elif t is CallStarted:
-            assert isinstance(ev, CallStarted)
-            self.meta = MappingProxyType(_copy_json(ev.meta))
-            self.tenant = ev.tenant
-            self.owner = agent
-            self.epoch = 1
-        elif t is CallEnded:
-            self.status = "ended"
-            self.owner = None
-            self._end_pending("cleared when the call ended")
-            self.ended_reason = ev.reason  # type: ignore[attr-defined]
-        # Unknown and plugin event types change nothing here; they stay in the log.
+        fold = _FOLDS.get(ev.__class__)
+        if fold is not None:  # unknown and plugin event types change nothing here; they stay in the log
+            fold(self, ev, seq, chain, agent)
+
+    def _user_spoke(self, ev: UserSpoke, seq: int, chain: bytes, agent: str | None) -> None:
+        if ev.final:
+            self.turns.append(Turn(seq, "user", agent, ev.text, None, False, None, ev.at))
+
+    def _agent_spoke(self, ev: AgentSpoke, seq: int, chain: bytes, agent: str | None) -> None:
+        idx = len(self.turns)
+        self.turns.append(Turn(seq, "agent", agent, ev.text, None, False, None, ev.at))
+        self._agent_turn_by_seq[seq] = idx
+        self._agent_turn_by_id[ev.id] = idx
+        self._last_agent_turn = idx
+
+    def _interrupted(self, ev: Interrupted, seq: int, chain: bytes, agent: str | None) -> None:
+        idx = self._turn_index(ev.turn)
+        if idx >= 0:
+            turn = self._turn(idx)._replace(heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms)
+            self._turn_changes.setdefault(idx, []).append((seq, turn))
+
+    def _tool_called(self, ev: ToolCalled, seq: int, chain: bytes, agent: str | None) -> None:
+        if ev.call_id not in self._tool_index:
+            self._tool_index[ev.call_id] = len(self.tools)
+            args = MappingProxyType(_copy_json(ev.arguments))
+            self.tools.append(ToolCall(ev.call_id, ev.name, args, "pending", agent=agent, seq=seq))
+
+    def _tool_done(self, call_id: str, seq: int, agent: str | None) -> tuple[int, ToolCall]:
+        found = self._tool_index.get(call_id)
+        if found is None:  # a result for a call we never saw: keep it visible
+            idx = self._tool_index[call_id] = len(self.tools)
+            self.tools.append(ToolCall(call_id, "", _EMPTY, "pending", agent=agent, seq=seq))
+        else:
+            idx = found
+        return idx, self._tool(idx)
+
+    def _tool_returned(self, ev: ToolReturned, seq: int, chain: bytes, agent: str | None) -> None:
+        idx, current = self._tool_done(ev.call_id, seq, agent)
+        if current.status == "pending":  # the first result wins
+            status: ToolStatus = "error" if ev.error is not None else "ok"
+            done = attrs.evolve(current, status=status, result=_copy_json(ev.result), error=ev.error)
+            self._tool_changes.setdefault(idx, []).append((seq, done))
+
+    def _tool_cancelled(self, ev: ToolCancelled, seq: int, chain: bytes, agent: str | None) -> None:
+        idx, current = self._tool_done(ev.call_id, seq, agent)
+        if current.status == "pending":  # the first result wins
+            done = attrs.evolve(current, status="cancelled", error=ev.reason)
+            self._tool_changes.setdefault(idx, []).append((seq, done))
+
+    def _slots_set(self, ev: SlotsSet, seq: int, chain: bytes, agent: str | None) -> None:
+        if ev.scope == "call":
+            target = self._slots
+        elif ev.scope.startswith("agent:"):
+            target = self._private.setdefault(ev.scope[6:], {})
+        else:
+            return
+        for k, v in ev.values.items():
+            target.setdefault(k, []).append((seq, _GONE if v is None else _copy_json(v)))
+
+    def _note(self, ev: Note, seq: int, chain: bytes, agent: str | None) -> None:
+        self.notes.append(_stamped(ev, seq, chain, agent))
+
+    def _handed_off(self, ev: HandedOff, seq: int, chain: bytes, agent: str | None) -> None:
+        h = _stamped(ev, seq, chain, agent)
+        self._end_pending("replaced by a later handoff")
+        self.handoffs.append(h)
+        self.pending_handoff = h
+
+    def _handoff_cancelled(self, ev: HandoffCancelled, seq: int, chain: bytes, agent: str | None) -> None:
+        pending = self.pending_handoff
+        if pending is not None and pending.packet_id == ev.packet_id:
+            self._end_pending("cancelled by its sender")
+
+    def _owner_changed(self, ev: OwnerChanged, seq: int, chain: bytes, agent: str | None) -> None:
+        self.owner = ev.owner
+        self.epoch = ev.epoch
+        self._end_pending(
+            f"redeemed already by {ev.owner!r}"
+            if ev.packet_id is not None
+            else f"cleared when {ev.owner!r} took over the call"
+        )
+
+    def _call_started(self, ev: CallStarted, seq: int, chain: bytes, agent: str | None) -> None:
+        self.meta = MappingProxyType(_copy_json(ev.meta))
+        self.tenant = ev.tenant
+        self.owner = agent
+        self.epoch = 1
+
+    def _call_ended(self, ev: CallEnded, seq: int, chain: bytes, agent: str | None) -> None:
+        self.status = "ended"
+        self.owner = None
+        self._end_pending("cleared when the call ended")
+        self.ended_reason = ev.reason
+
+
+_Fold = Callable[[Folder, Any, int, bytes, "str | None"], None]
+_FOLDS: dict[type[Event], _Fold] = {
+    UserSpoke: Folder._user_spoke,
+    AgentSpoke: Folder._agent_spoke,
+    Interrupted: Folder._interrupted,
+    ToolCalled: Folder._tool_called,
+    ToolReturned: Folder._tool_returned,
+    ToolCancelled: Folder._tool_cancelled,
+    SlotsSet: Folder._slots_set,
+    Note: Folder._note,
+    HandedOff: Folder._handed_off,
+    HandoffCancelled: Folder._handoff_cancelled,
+    OwnerChanged: Folder._owner_changed,
+    CallStarted: Folder._call_started,
+    CallEnded: Folder._call_ended,
+}
+"""Event type -> how it changes the fold: one lookup per event, and each method typed for its event."""
 
 
 def _cut(history: History, seq: int) -> History:
@@ -546,7 +574,10 @@ def _cut(history: History, seq: int) -> History:
     return out
 
 
-def _stamped(ev: Event, seq: int, chain: bytes, agent: str | None) -> Event:
+_E = TypeVar("_E", bound=Event)
+
+
+def _stamped(ev: _E, seq: int, chain: bytes, agent: str | None) -> _E:
     if ev.seq == seq and ev.chain == chain and ev.agent == agent:
         return ev
     return attrs.evolve(ev, seq=seq, chain=chain, agent=agent)

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import attrs
 
-from ._backend import AppendResult, Backend, CallMeta
-from ._codec import StoredEvent, genesis, verify_chain
+from ._backend import AppendResult, Backend, CallMeta, StoredEvent
+from ._codec import genesis, verify_chain
 from ._errors import BackendUnavailable, ConfigError, IntegrityError
 from ._io import Flow, call
 
@@ -67,7 +67,8 @@ class Tiers:
     # -- reads ---------------------------------------------------------------
 
     def meta(self, call_id: str) -> Flow[CallMeta | None]:
-        return (yield call(self.deciding.backend, "get_meta", call_id))  # type: ignore[no-any-return]
+        meta: CallMeta | None = yield call(self.deciding.backend, "get_meta", call_id)
+        return meta
 
     def load(
         self, call_id: str, meta: CallMeta, from_seq: int = 1, previous: bytes | None = None

@@ -16,6 +16,7 @@ import time
 import msgpack  # type: ignore[import-untyped]
 
 import voicestate as vs
+import voicestate.plugins as vsp
 
 from .common import KEYS, Figure, build_call, fresh, percentiles_us, timed_figure
 
@@ -30,7 +31,7 @@ def make_packet() -> vs.HandoffPacket:
     return s.handoff(to="billing", reason="double charge", inline=True)
 
 
-def msgpack_samples(packet: vs.HandoffPacket, ring: vs.KeyRing, count: int) -> tuple[list[int], list[int], list[int]]:
+def msgpack_samples(packet: vs.HandoffPacket, ring: vsp.KeyRing, count: int) -> tuple[list[int], list[int], list[int]]:
     """(total, encode, decode) nanoseconds of to_bytes + from_bytes."""
     perf = time.perf_counter_ns
     total, enc, dec = [0] * count, [0] * count, [0] * count
@@ -45,7 +46,7 @@ def msgpack_samples(packet: vs.HandoffPacket, ring: vs.KeyRing, count: int) -> t
     return total, enc, dec
 
 
-def json_samples(packet: vs.HandoffPacket, ring: vs.KeyRing, count: int) -> list[int]:
+def json_samples(packet: vs.HandoffPacket, ring: vsp.KeyRing, count: int) -> list[int]:
     perf = time.perf_counter_ns
     out = [0] * count
     from_json = vs.HandoffPacket.from_json
@@ -71,7 +72,7 @@ def floor_samples(events: tuple[bytes, ...], count: int) -> list[int]:
 def run(count: int, json_count: int, warmup: int) -> list[Figure]:
     packet = make_packet()
     assert packet.events is not None
-    ring = vs.parse_keys(KEYS)
+    ring = vsp.parse_keys(KEYS)
     msgpack_samples(packet, ring, warmup)
     json_samples(packet, ring, min(warmup, json_count))
     floor_samples(packet.events, warmup)

@@ -19,7 +19,7 @@ backend (``memory://``) uses ``BackendConformance`` and ``StoreConformance``.
 from __future__ import annotations
 
 from ._backend_suite import BackendConformance, MultiProcessBackendConformance
-from ._helpers import make_events
+from ._helpers import make_events, spawn
 from ._store_suite import MultiProcessStoreConformance, StoreConformance
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "MultiProcessStoreConformance",
     "StoreConformance",
     "make_events",
+    "spawn",
 ]

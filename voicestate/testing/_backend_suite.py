@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from .._backend import Backend
-from .._codec import genesis
+from .._codec import genesis, verify_chain
 from .._events import CallEnded, CallStarted, Note, OwnerChanged
 from .._open import open_tier
 from ._helpers import make_events, spawn, started
@@ -135,7 +135,8 @@ class BackendConformance:
         res = backend.append("c1", [dup], 3, 1)
         assert res.status == "duplicate"
         assert dict(res.duplicates) == {evs[1].id: 2}
-        assert backend.get_meta("c1").seq == 3  # type: ignore[union-attr]
+        meta = backend.get_meta("c1")
+        assert meta is not None and meta.seq == 3
         # a batch with a new event and a stored one: only the stored one is reported, nothing written
         batch = [*make_events("c1", [Note("fresh")], start_seq=3, head=evs[-1].chain), evs[2]._replace(seq=5)]
         res = backend.append("c1", batch, 3, 1, evs[-1].chain)
@@ -267,6 +268,5 @@ class MultiProcessBackendConformance(BackendConformance):
 
 
 def _assert_chained(call_id: str, log: list[Any]) -> None:
-    from .._codec import verify_chain
 
     assert verify_chain(genesis(call_id), log) == -1

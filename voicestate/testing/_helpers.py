@@ -6,7 +6,8 @@ import multiprocessing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._codec import StoredEvent, chain_next, encode_event, genesis
+from .._backend import StoredEvent
+from .._codec import chain_next, encode_event, genesis
 from .._events import CallEnded, CallStarted, Event, Note, OwnerChanged
 
 
