@@ -19,15 +19,11 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str]) -> 
     and stored as objects, so ``typing.get_type_hints``, attrs and cattrs keep
     working on these classes and on subclasses defined elsewhere (plugin events).
     """
-    classes = [
-        obj
-        for obj in (namespace[name] for name in names)
-        if isinstance(obj, type) and obj.__module__.startswith("voicestate._")
-    ]
+    classes = [obj for obj in (namespace[name] for name in names) if isinstance(obj, type) and _private(obj)]
     resolved: dict[type, dict[str, Any]] = {}
     for cls in classes:
         for klass in cls.__mro__:
-            if klass in resolved or not klass.__module__.startswith("voicestate._"):
+            if klass in resolved or not _private(klass):
                 continue
             own = inspect.get_annotations(klass)
             if own:
@@ -39,3 +35,9 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str]) -> 
         klass.__annotations__ = hints
     for cls in classes:
         cls.__module__ = module
+
+
+def _private(cls: type) -> bool:
+    """Defined in a private module of voicestate (``voicestate._x``, ``voicestate.testing._y``)."""
+    parts = cls.__module__.split(".")
+    return parts[0] == "voicestate" and any(p.startswith("_") for p in parts[1:])

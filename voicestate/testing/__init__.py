@@ -18,6 +18,7 @@ backend (``memory://``) uses ``BackendConformance`` and ``StoreConformance``.
 
 from __future__ import annotations
 
+from .._public import publish
 from ._backend_suite import BackendConformance, MultiProcessBackendConformance
 from ._helpers import make_events, spawn
 from ._store_suite import MultiProcessStoreConformance, StoreConformance
@@ -30,3 +31,5 @@ __all__ = [
     "make_events",
     "spawn",
 ]
+
+publish(__name__, globals(), __all__)
