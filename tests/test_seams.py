@@ -218,3 +218,12 @@ def test_an_annotation_with_no_stored_type_fails_at_registration(annotation: str
         vsp.register_event_type(ns["Odd"])
     assert "Odd.value" in str(info.value) and why in str(info.value) and "Mapping[str, Any]" in str(info.value)
     assert "acme.Odd" not in vsp.event_types()
+
+
+@pytest.mark.parametrize("type_name", [["x"], {"a": 1}, 7, None])
+def test_a_stored_event_whose_type_name_is_not_a_string_is_invalid(type_name: object) -> None:
+    import msgpack
+
+    data = msgpack.packb({"i": "e1", "t": type_name, "w": 1.0}, use_bin_type=True)
+    with pytest.raises(vs.InvalidEvent, match="type name"):
+        vsp.decode_event(data)
