@@ -138,6 +138,15 @@ class OwnerLog:
             self._mark = self._folder.snapshot()
             self._stage_queue()
 
+    def _on_conflict(self, meta: CallMeta | None) -> Flow[None]:
+        """After a refused append: fold in what others appended; raise if the call is gone or
+        this owner was fenced (else the caller retries at the new seq)."""
+        if meta is None:
+            raise CallNotFound(f"call {self.call_id!r} was deleted")
+        yield from self._catch_up(meta)
+        if meta.epoch != self.epoch or meta.ended:
+            raise self._fenced(meta)
+
     def _fenced(self, meta: CallMeta) -> FencedError:
         if meta.ended:
             return FencedError(f"call {self.call_id!r} has ended; nothing more can be recorded as its owner")
@@ -172,12 +181,7 @@ class OwnerLog:
                         yield from self._catch_up(meta)
                     return res.duplicates[last_id] if last_id in res.duplicates else max(res.duplicates.values())
                 continue
-            found = res.meta
-            if found is None:
-                raise CallNotFound(f"call {self.call_id!r} was deleted")
-            yield from self._catch_up(found)
-            if found.epoch != self.epoch or found.ended:
-                raise self._fenced(found)
+            yield from self._on_conflict(res.meta)
         raise SeqConflict(
             f"call {self.call_id!r}: gave up after {retries} conflicting writes", expected=self._folder.seq, actual=-1
         )
@@ -252,12 +256,7 @@ class OwnerLog:
                     raise CallNotFound(f"call {self.call_id!r} was deleted")
                 yield from self._catch_up(meta)
                 continue
-            conflict = res.meta
-            if conflict is None:
-                raise CallNotFound(f"call {self.call_id!r} was deleted")
-            yield from self._catch_up(conflict)
-            if conflict.epoch != self.epoch or conflict.ended:
-                raise self._fenced(conflict)
+            yield from self._on_conflict(res.meta)
         return found
 
     def _refresh(self) -> Flow[CallState]:
