@@ -227,3 +227,15 @@ def test_a_stored_event_whose_type_name_is_not_a_string_is_invalid(type_name: ob
     data = msgpack.packb({"i": "e1", "t": type_name, "w": 1.0}, use_bin_type=True)
     with pytest.raises(vs.InvalidEvent, match="type name"):
         vsp.decode_event(data)
+
+
+def test_store_options_live_in_one_frozen_config(store: vs.Store) -> None:
+    assert store.config.keys is store.keys and store.config.tenant is store.tenant
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        store.config.retries = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        store.barrier_timeout = 10.0  # type: ignore[attr-defined]  # ignored silently before: refused now
+    store.config = attrs.evolve(store.config, barrier_timeout=0.25)
+    s = store.open("c", agent="triage")
+    s.flush(all_tiers=True)  # the sessions read the store's current config
+    assert store.config.barrier_timeout == 0.25

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import voicestate as vs
@@ -190,7 +191,7 @@ def opener(flaky: Any) -> Iterator[Callable[..., Store]]:
     for sw in _SWITCHES.values():
         sw.down, sw.delay, sw.lose_reply = False, 0.0, False
     for store in stores:
-        store.barrier_timeout = 10.0
+        store.config = attrs.evolve(store.config, barrier_timeout=10.0)
         store.close()
 
 
@@ -643,7 +644,7 @@ def test_behind_tier_down_then_back(opener: Any, flaky: Any, files: Files) -> No
     assert s.record(Note("still writing")) == 22  # a failed barrier does not break the session
 
     sw.down = False
-    store.barrier_timeout = 10.0  # the writer may be in its retry backoff
+    store.config = attrs.evolve(store.config, barrier_timeout=10.0)  # the writer may be in its retry backoff
     s.flush(all_tiers=True)
     archived = stored_log(files.archive, "call-bd")
     assert archived == deciding(store).load("call-bd")

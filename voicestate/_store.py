@@ -46,6 +46,10 @@ class Opening(Awaitable[Session]):
 class Store:
     """Calls across an ordered list of tiers. Build one with :func:`voicestate.open_store`."""
 
+    # Slots: a misspelled option set on a store fails instead of being ignored (options live in
+    # ``config``, a frozen StoreConfig; replace it with ``attrs.evolve`` to change one).
+    __slots__ = ("__weakref__", "_closed", "config", "tiers")
+
     def __init__(self, tiers: Tiers, config: StoreConfig) -> None:
         self.tiers = tiers
         self.config = config
