@@ -234,7 +234,7 @@ def test_store_options_live_in_one_frozen_config(store: vs.Store) -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         store.config.retries = 1  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        store.barrier_timeout = 10.0  # type: ignore[attr-defined]  # ignored silently before: refused now
+        store.barrier_timeout = 10.0  # type: ignore[attr-defined]  # options live in store.config
     store.config = attrs.evolve(store.config, barrier_timeout=0.25)
     s = store.open("c", agent="triage")
     s.flush(all_tiers=True)  # the sessions read the store's current config
