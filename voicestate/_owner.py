@@ -164,6 +164,7 @@ class OwnerLog:
             return (yield from self._enqueue_and_flush(items))
         retries = self._config.retries
         last_id = items[-1][0].id
+        last_seq: int | None = None
         for _ in range(retries):
             folder = self._folder
             stored = self._stage(items, folder.seq, folder.chain)
@@ -172,8 +173,9 @@ class OwnerLog:
             )
             if res.status == "ok":
                 self._confirm([ev for ev, _ in items], stored)
-                return stored[-1].seq
+                return stored[-1].seq if last_seq is None else last_seq
             if res.status == "duplicate":
+                last_seq = res.duplicates.get(last_id, last_seq)  # the last event was stored already: its seq
                 items = [it for it in items if it[0].id not in res.duplicates]
                 if not items:
                     meta = yield from self._tiers.meta(self.call_id)

@@ -180,6 +180,7 @@ class Store:
         check_call_id(call_id)
         items = prepare_outside(events, self.config)
         last_id = items[-1][0].id
+        last_seq: int | None = None
         yield from self._tenant_guard(call_id)
         meta = yield from self.tiers.meta(call_id)
         retries = self.config.retries
@@ -196,8 +197,9 @@ class Store:
                 stored.append(StoredEvent(seq, ev.id, data, head, meta.epoch, isinstance(ev, CallEnded)))
             res = yield from self.tiers.append(call_id, stored, meta.seq, None, meta.head)
             if res.status == "ok":
-                return seq
+                return seq if last_seq is None else last_seq
             if res.status == "duplicate":
+                last_seq = res.duplicates.get(last_id, last_seq)  # the last event was stored already: its seq
                 items = [it for it in items if it[0].id not in res.duplicates]
                 if not items:
                     return res.duplicates.get(last_id, max(res.duplicates.values()))

@@ -236,6 +236,17 @@ class StoreConformance:
         assert store.append("call-1", note) == first
         assert sum(1 for e in store.events("call-1") if e.id == note.id) == 1
 
+    def test_a_batch_ending_in_a_stored_event_returns_that_events_seq(self, store: Store) -> None:
+        s = self._triage(store)
+        old = Note("stored first")
+        at = s.record(old)
+        new = Note("new")
+        assert s.record(new, old) == at  # the seq of the last event given: it was stored at `at`
+        assert store.append("call-1", Note("from outside"), old) == at
+        events = store.events("call-1")
+        assert [e.id for e in events].count(old.id) == 1
+        assert new.id in {e.id for e in events} and "from outside" in {getattr(e, "text", "") for e in events}
+
     # -- bad input -----------------------------------------------------------------------
 
     def test_bad_input_leaves_the_call_untouched(self, store: Store) -> None:
