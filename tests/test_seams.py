@@ -235,7 +235,12 @@ def test_store_options_live_in_one_frozen_config(store: vs.Store) -> None:
         store.config.retries = 1  # type: ignore[misc]
     with pytest.raises(AttributeError):
         store.barrier_timeout = 10.0  # type: ignore[attr-defined]  # options live in store.config
-    store.config = attrs.evolve(store.config, barrier_timeout=0.25)
     s = store.open("c", agent="triage")
-    s.flush(all_tiers=True)  # the sessions read the store's current config
+    s.record(vs.Note("x" * 2000))
+    store.config = attrs.evolve(store.config, barrier_timeout=0.25, max_event_bytes=1024)
+    s.flush(all_tiers=True)
     assert store.config.barrier_timeout == 0.25
+    with pytest.raises(vs.InvalidEvent, match="limit of 1,024"):  # an open session reads the current config
+        s.record(vs.Note("x" * 2000))
+    with pytest.raises(vs.InvalidEvent, match="limit of 1,024"):
+        s.record(vs.UserSpoke("x" * 2000))  # the inline record path too

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._errors import ConfigError, InvalidEvent
+from ._errors import CallNotFound, ConfigError, InvalidEvent
 from ._events import Event
 from ._keys import KeyRing
 from ._packet import DEFAULT_SKEW
@@ -37,6 +37,11 @@ class StoreConfig:
             raise ConfigError(f"max_event_bytes must be at least 1024, got {self.max_event_bytes!r}")
         if self.behind_queue < 1:
             raise ConfigError(f"behind_queue must be at least 1, got {self.behind_queue!r}")
+
+    def check_tenant(self, call_id: str, tenant: str | None) -> None:
+        """With a tenant set, a call of another tenant does not exist for this store."""
+        if self.tenant is not None and tenant != self.tenant:
+            raise CallNotFound(f"no call {call_id!r} for tenant {self.tenant!r}")
 
     def too_large(self, ev: Event, size: int) -> InvalidEvent:
         return InvalidEvent(

@@ -66,10 +66,10 @@ def _kind_of(hint: Any) -> str | None:
     return None
 
 
-_FIELD_KINDS: dict[type, dict[str, str]] = {}
+_FIELD_KINDS: dict[type, Mapping[str, str]] = {}
 
 
-def field_kinds(cls: type[Event]) -> dict[str, str]:
+def field_kinds(cls: type[Event]) -> Mapping[str, str]:
     """Field name -> kind for the payload fields of ``cls`` (base fields excluded).
 
     Derived from the annotations (``str``, ``int``, ``float``, ``bool``, those
@@ -95,8 +95,8 @@ def field_kinds(cls: type[Event]) -> dict[str, str]:
                 f"(or mark it: attrs.field(metadata={{'kind': ...}}), kinds {sorted(KINDS)})"
             )
         kinds[field.name] = kind
-    _FIELD_KINDS[cls] = kinds
-    return kinds
+    found = _FIELD_KINDS[cls] = MappingProxyType(kinds)  # read-only: the codec's specs are built from it
+    return found
 
 
 @attrs.frozen(kw_only=True)

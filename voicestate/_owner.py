@@ -35,7 +35,8 @@ class OwnerLog:
         self.call_id = call_id
         self.agent = agent
         self.epoch = 0
-        self._config = store.config
+        # Options are read from ``store.config`` when used, never copied: replacing the
+        # store's config (attrs.evolve) applies to the sessions already open.
         self._tiers = store.tiers
         self._folder = Folder(call_id, genesis(call_id))
         self._log: list[StoredEvent] = []  # confirmed: durable in every through tier
@@ -53,6 +54,11 @@ class OwnerLog:
         only = tiers.deciding.backend
         self._inline = only if (not tiers.hot and not tiers.behind and isinstance(only, MemoryBackend)) else None
         self._unsettled = 0  # trailing _log entries appended unchained (chain == PENDING)
+
+    @property
+    def owner(self) -> bool:
+        """Whether this session still owns the call, as far as it knows."""
+        return self._folder.owner == self.agent and self._folder.epoch == self.epoch
 
     # -- the local log -------------------------------------------------------------
 
@@ -85,7 +91,7 @@ class OwnerLog:
 
     def _prepare(self, events: Sequence[Event], *, internal: bool = False) -> list[Item]:
         return prepare(
-            events, folder=self._folder, known=self._ids, config=self._config, agent=self.agent, internal=internal
+            events, folder=self._folder, known=self._ids, config=self.store.config, agent=self.agent, internal=internal
         )
 
     def _stage(self, items: Iterable[Item], seq: int, head: bytes) -> list[StoredEvent]:
@@ -162,7 +168,7 @@ class OwnerLog:
         """Append ``items`` as the owner; fold them once the deciding tier accepted them."""
         if self._queue:  # behind queued record_nowait events: keep the order
             return (yield from self._enqueue_and_flush(items))
-        retries = self._config.retries
+        retries = self.store.config.retries
         last_id = items[-1][0].id
         last_seq: int | None = None
         for _ in range(retries):
@@ -177,11 +183,12 @@ class OwnerLog:
             if res.status == "duplicate":
                 last_seq = res.duplicates.get(last_id, last_seq)  # the last event was stored already: its seq
                 items = [it for it in items if it[0].id not in res.duplicates]
-                if not items:
+                if not items:  # all stored already, the last one included
                     meta = yield from self._tiers.meta(self.call_id)
                     if meta is not None and meta.seq > folder.seq:
                         yield from self._catch_up(meta)
-                    return res.duplicates[last_id] if last_id in res.duplicates else max(res.duplicates.values())
+                    assert last_seq is not None
+                    return last_seq
                 continue
             yield from self._on_conflict(res.meta)
         raise SeqConflict(
@@ -212,7 +219,7 @@ class OwnerLog:
         """Make every queued event durable, in order. Returns the stored seq of ``target``."""
         found = 0
         conflicts = 0
-        retries = self._config.retries
+        retries = self.store.config.retries
         while self._queue:
             # Copies: record_nowait may queue more while this append is in flight.
             n = len(self._queue)
@@ -277,16 +284,16 @@ class OwnerLog:
     def _handoff(self, ev: HandedOff, inline: bool) -> Flow[HandoffPacket]:
         if self._queue:
             yield from self._flush_queue()
-        folder = self._folder
-        if not (folder.owner == self.agent and folder.epoch == self.epoch):
+        if not self.owner:
             raise FencedError(f"{self.agent!r} does not own call {self.call_id!r}; only the owner can hand it off")
-        ev = prepare_handoff(folder.snapshot(), ev, epoch=self.epoch, config=self._config)
+        folder = self._folder
+        ev = prepare_handoff(folder.snapshot(), ev, epoch=self.epoch, config=self.store.config)
         seq = yield from self._write(self._prepare([ev], internal=True))
         yield from self._tiers.barrier(self.call_id, False, self.store.config.barrier_timeout)
         stored = self._log[seq - 1]
         state = folder.snapshot()
         events = tuple(e.data for e in self._log[:seq]) if inline else None
-        packet = packet_for(state, folder.handoffs[-1], stored.epoch, self._config.keys, events)
+        packet = packet_for(state, folder.handoffs[-1], stored.epoch, self.store.config.keys, events)
         after_handoff(state, packet)
         return packet
 
@@ -315,7 +322,7 @@ class OwnerLog:
 def create(owner: OwnerLog, meta: Mapping[str, Any] | None) -> Flow[None]:
     """Create the call with ``owner`` at epoch 1 (``CallStarted``); OwnershipError if it exists."""
     owner.epoch = 1
-    started = CallStarted(meta=dict(meta or {}), tenant=owner._config.tenant, agent=owner.agent)
+    started = CallStarted(meta=dict(meta or {}), tenant=owner.store.config.tenant, agent=owner.agent)
     items = owner._prepare([started], internal=True)
     stored = owner._stage(items, 0, genesis(owner.call_id))
     res: AppendResult = yield from owner._tiers.append(owner.call_id, stored, 0, 1, None)
@@ -335,14 +342,13 @@ def redeem(
 ) -> Flow[None]:
     """Load the call and make ``owner`` its owner: redeem its pending handoff (by packet,
     token or call id) or take it over; one conditional ``OwnerChanged`` append."""
-    call_id, agent, config = owner.call_id, owner.agent, owner._config
+    call_id, agent, config = owner.call_id, owner.agent, owner.store.config
     meta = yield from owner._tiers.meta(call_id)
     if meta is None:
         raise CallNotFound(f"no call {call_id!r} in {owner.store!r}")
     log = yield from owner._tiers.load(call_id, meta)
     owner._adopt(log)
-    if config.tenant is not None and owner._folder.tenant != config.tenant:
-        raise CallNotFound(f"no call {call_id!r} for tenant {config.tenant!r}")
+    config.check_tenant(call_id, owner._folder.tenant)
     if packet is not None:
         check_chain_at(packet, log)
     wanted = packet.packet_id if packet is not None else (claims.packet_id if claims is not None else None)

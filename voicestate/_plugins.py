@@ -31,7 +31,8 @@ TRACE_ENV_VAR = "VOICESTATE_TRACE_PLUGINS"
 """Set to 1 to print every hook call (its arguments, the plugins called, the result) to stderr."""
 
 DEFAULT_PLUGINS = ("voicestate._builtin", "voicestate._redact")
-"""Loaded by name, like entry points: the plugin manager does not import them."""
+"""Registered by name, like entry points. ``_builtin`` is imported only then: it pulls
+in the backends, the format and the CLI, which sit above this module."""
 
 HAND_DISPATCHED = ("redact_event", "after_handoff", "after_resume")
 """Hooks voicestate calls implementation by implementation (the redaction chain is
@@ -68,12 +69,13 @@ class Registry:
 
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
+_tracing = False  # VOICESTATE_TRACE_PLUGINS, read when the plugin manager is built
 _registry: Registry | None = None
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process's plugin manager, with default and entry-point plugins loaded."""
-    global _pm
+    global _pm, _tracing
     with _lock:
         if _pm is None:
             pm = pluggy.PluginManager("voicestate")
@@ -83,7 +85,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _load_entry_points(pm)
             pm.check_pending()  # a misspelled hook name fails here, loudly
             _refuse_wrappers(pm)
-            if os.environ.get(TRACE_ENV_VAR, "") not in ("", "0"):
+            _tracing = os.environ.get(TRACE_ENV_VAR, "") not in ("", "0")
+            if _tracing:
                 _trace(pm)
             _pm = pm
         return _pm
@@ -143,7 +146,7 @@ def notify(hook_name: str, **kwargs: Any) -> None:
     reach the caller as if the handoff or resume had failed: it is logged.
     """
     hook = getattr(get_plugin_manager().hook, hook_name)
-    if os.environ.get(TRACE_ENV_VAR, "") not in ("", "0"):
+    if _tracing:  # pluggy's monitoring sees only calls made through pm.hook
         print(f"voicestate plugins: {hook_name}({', '.join(kwargs)}) (observers)", file=sys.stderr)
     for impl in reversed(hook.get_hookimpls()):
         try:

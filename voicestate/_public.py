@@ -21,10 +21,12 @@ def publish(module: str, namespace: Mapping[str, Any], names: Iterable[str]) -> 
     """
     classes = [obj for obj in (namespace[name] for name in names) if isinstance(obj, type) and _private(obj)]
     resolved: dict[type, dict[str, Any]] = {}
+    seen: set[type] = set()
     for cls in classes:
         for klass in cls.__mro__:
-            if klass in resolved or not _private(klass):
+            if klass in seen or not _private(klass):
                 continue
+            seen.add(klass)
             own = inspect.get_annotations(klass)
             if own:
                 hints = typing.get_type_hints(klass, include_extras=True)

@@ -51,11 +51,6 @@ class Session(OwnerLog):
     def seq(self) -> int:
         return self._folder.seq
 
-    @property
-    def owner(self) -> bool:
-        """Whether this session still owns the call, as far as it knows."""
-        return self._folder.owner == self.agent and self._folder.epoch == self.epoch
-
     def context(self, fmt: str = "openai", policy: ContextPolicy | None = None) -> Any:
         """The call rendered as ``fmt`` messages (e.g. ``"openai"``)."""
         return self.state.context(fmt, policy)
@@ -112,16 +107,15 @@ class Session(OwnerLog):
             # The hottest path: one utterance into a lone in-process tier, inline,
             # chained later (see _memory): encode, one conditional append, fold.
             ev = events[0]
-            redact = self._config.redact
+            config = self.store.config
+            redact = config.redact
             if redact is not None:
                 ev = redact(ev)
             log = self._log
             seq = len(log) + 1
             data = encode_event(ev, self.agent)
             se = _new_tuple(StoredEvent, (seq, ev.id, data, PENDING, self.epoch, False))
-            if len(data) <= self._config.max_event_bytes and inline.append_unchained(
-                self.call_id, se, self.epoch, log[-1]
-            ):
+            if len(data) <= config.max_event_bytes and inline.append_unchained(self.call_id, se, self.epoch, log[-1]):
                 self._folder.apply(ev, seq, PENDING, ev.agent or self.agent)
                 log.append(se)
                 self._ids.add(se.id)
@@ -218,7 +212,7 @@ class Session(OwnerLog):
         charge. ``inline=True`` carries the log in the packet, reusing the stored bytes.
         """
         self._surface()
-        ev = handoff_event(self.agent, to, reason, kind, summary, ttl, self._config)
+        ev = handoff_event(self.agent, to, reason, kind, summary, ttl, self.store.config)
         return self._run(self._handoff(ev, inline))
 
     async def ahandoff(
@@ -232,7 +226,7 @@ class Session(OwnerLog):
         inline: bool = False,
     ) -> HandoffPacket:
         await self._await_drainer()
-        ev = handoff_event(self.agent, to, reason, kind, summary, ttl, self._config)
+        ev = handoff_event(self.agent, to, reason, kind, summary, ttl, self.store.config)
         return await self._arun(lambda: self._handoff(ev, inline))
 
     def cancel_handoff(self) -> bool:

@@ -113,11 +113,6 @@ class Store:
         yield from redeem(session, packet, claims, takeover, from_epoch)
         return session
 
-    def _check_tenant(self, call_id: str, tenant: str | None) -> None:
-        """With a tenant set, a call of another tenant does not exist for this store."""
-        if self.config.tenant is not None and tenant != self.config.tenant:
-            raise CallNotFound(f"no call {call_id!r} for tenant {self.tenant!r}")
-
     # -- load / append / delete ----------------------------------------------------
 
     def load(self, call_id: str) -> CallState:
@@ -156,7 +151,7 @@ class Store:
     def _check_tenant_first(self, call_id: str, first: StoredEvent) -> None:
         if self.config.tenant is not None:
             started = decode_event(first.data, first.seq, first.chain)
-            self._check_tenant(call_id, getattr(started, "tenant", None))
+            self.config.check_tenant(call_id, getattr(started, "tenant", None))
 
     def events(self, call_id: str) -> list[Event]:
         """Every event of the call, decoded, with ``seq`` and ``chain`` set."""
@@ -201,8 +196,9 @@ class Store:
             if res.status == "duplicate":
                 last_seq = res.duplicates.get(last_id, last_seq)  # the last event was stored already: its seq
                 items = [it for it in items if it[0].id not in res.duplicates]
-                if not items:
-                    return res.duplicates.get(last_id, max(res.duplicates.values()))
+                if not items:  # all stored already, the last one included
+                    assert last_seq is not None
+                    return last_seq
                 meta = yield from self.tiers.meta(call_id)
                 continue
             meta = res.meta
