@@ -152,7 +152,19 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs site; warnings are errors."""
-    session.install("mkdocs==1.6.1")
+    """Build the docs site; warnings are errors.
+
+    docs/api.md is generated from the docstrings by mkdocstrings, which reads the
+    source statically (griffe) from the repository root (mkdocs.yml's ``paths``):
+    the package itself is not installed. Pinned, so that a new release cannot turn a
+    clean build into a strict-mode failure; ruff (lint's pin) lays out the signatures."""
+    session.install(
+        "mkdocs==1.6.1",
+        "mkdocstrings[python]==1.0.8",
+        "mkdocstrings-python==2.0.11",
+        "mkdocs-autorefs==1.4.5",
+        "griffe==2.4.1",
+        "ruff==0.17.6",
+    )
     # mkdocs refuses a site_dir inside docs_dir, so the site goes to build/docs (git-ignored).
     session.run("mkdocs", "build", "--strict", "--site-dir", "build/docs")

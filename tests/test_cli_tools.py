@@ -295,11 +295,12 @@ def test_verify_against_the_store(handoff: Handoff) -> None:
     assert pending.returncode == 0, pending.stdout + pending.stderr
     assert "pending, redeemable by 'billing'" in pending.stdout
     assert "verdict: VALID" in pending.stdout
-    handoff.store.resume(handoff.packet, agent="billing")  # redeemed
+    handoff.store.resume(handoff.packet, agent="billing")  # redeemed: genuine, and spent (exit code 3)
     for data in (handoff.packet.to_json(), handoff.packet.to_token()):
         ran = _run("packet", "verify", data, "--keys", KEYS, "--store", handoff.url)
-        assert ran.returncode == 1, ran.stdout + ran.stderr
-        assert "verdict: INVALID (OwnershipError)" in ran.stdout
+        assert ran.returncode == 3, ran.stdout + ran.stderr
+        assert re.search(r"^verdict: REDEEMED: .*redeemed by 'billing' at epoch 2\b", ran.stdout, re.M), ran.stdout
+        assert "INVALID" not in ran.stdout
 
 
 def test_verify_for_the_wrong_agent(handoff: Handoff) -> None:

@@ -32,3 +32,30 @@ def test_every_public_name_is_documented() -> None:
     for module in (vs, vsb, vsp, vst):
         missing = [name for name in module.__all__ if name not in text]
         assert not missing, f"public names of {module.__name__} missing from docs/: {missing}"
+
+
+def test_the_api_reference_is_generated_from_the_docstrings() -> None:
+    """docs/api.md renders each public module with mkdocstrings (no hand-written copy to drift),
+    and the site's navigation lists it."""
+    root = DOCS.parent
+    api = (DOCS / "api.md").read_text()
+    directives = re.findall(r"^::: (\S+)\s*$", api, re.M)
+    assert directives == ["voicestate", "voicestate.backend", "voicestate.plugins", "voicestate.testing"]
+    config = (root / "mkdocs.yml").read_text()
+    assert re.search(r"^\s+- API reference: api\.md$", config, re.M), config
+    assert re.search(r"^\s+- mkdocstrings:$", config, re.M), config
+    docs_session = (root / "noxfile.py").read_text().split("def docs(", 1)[1]
+    assert re.search(r'"mkdocstrings\[python\]==[\d.]+"', docs_session), "the docs session must pin mkdocstrings"
+    assert '"--strict"' in docs_session
+
+
+def test_every_packet_verdict_is_documented() -> None:
+    """Each verdict word the CLI prints is in the table of docs/cli.md, with its exit code."""
+    code = (DOCS.parent / "voicestate" / "_commands.py").read_text()
+    words = set(re.findall(r"verdict: ([A-Z][A-Z ]*[A-Z])\b", code))
+    assert {"VALID", "INVALID", "NOT VERIFIED", "REDEEMED", "EXPIRED"} <= words, words
+    cli = (DOCS / "cli.md").read_text()
+    for word in words:
+        assert re.search(rf"^\| `{word}( \(reason\))?` \| \d", cli, re.M), f"verdict {word} missing from docs/cli.md"
+    assert "--offline" in cli
+    assert "`(outside)`" in cli  # the writer shown for an append from outside the owner with no agent

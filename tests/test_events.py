@@ -295,7 +295,7 @@ def test_unknown_events_survive_a_resume_and_more_writes(tiered: vs.Store) -> No
     unknown, extra = raw_event(**UNKNOWN), raw_event(**KNOWN_WITH_EXTRA)
     u_seq, k_seq = _append_raw(store, cid, [("acme-1", unknown), ("newer-1", extra)])
 
-    w = store.resume(cid, agent="billing", takeover=True)
+    w = store.resume(cid, agent="billing", takeover=True, force=True)
     w.record(vs.Interrupted(turn=turn, heard="hi, how", heard_ms=400))
     w.record(vs.AgentSpoke("billing here"), vs.Note("after the plugin event"))
     w.record(vs.SlotsSet({"verified": True}))
@@ -552,7 +552,7 @@ def test_future_version_in_a_stored_call_fails_typed_and_touches_nothing(tiered:
     with pytest.raises(vs.VoiceStateError, match="upgrade"):
         store.events(cid)
     with pytest.raises(vs.VoiceStateError, match="upgrade"):
-        store.resume(cid, agent="recovery", takeover=True)
+        store.resume(cid, agent="recovery", takeover=True, force=True)
     with pytest.raises(vs.VoiceStateError):
         s.record(vs.Note("the owner, unaware"))  # it must read the new event to append
     with pytest.raises(vs.VoiceStateError):

@@ -233,7 +233,7 @@ def _run_ops(data: st.DataObject, store: vs.Store, cid: str) -> tuple[vs.Session
             s = store.resume(target, agent=m.pending.to_agent)
             m.owner, m.epoch, m.pending = s.agent, m.epoch + 1, None
         elif op == "takeover":
-            s = store.resume(cid, agent=data.draw(AGENTS), takeover=True)
+            s = store.resume(cid, agent=data.draw(AGENTS), takeover=True, force=True)
             m.owner, m.epoch, m.pending = s.agent, m.epoch + 1, None
     if data.draw(st.booleans()):
         s.end(data.draw(st.none() | SMALL_TEXT))
@@ -641,7 +641,7 @@ def test_pending_handoff_lifecycle(store: vs.Store) -> None:
         assert [h.packet_id for h in st_.handoffs] == [p1.packet_id, p2.packet_id, p3.packet_id]
 
     b.handoff(to="human", kind="escalate")
-    w = store.resume("c", agent="recovery", takeover=True)  # cleared by a takeover
+    w = store.resume("c", agent="recovery", takeover=True, force=True)  # cleared by a takeover
     assert w.state.pending_handoff is None and store.load("c").pending_handoff is None
 
     w.handoff(to="billing")

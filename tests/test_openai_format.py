@@ -5,6 +5,7 @@ conversation, bad input) and formats registered by plugins."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ import voicestate.plugins as vsp
 # What the "openai" format promises (docs/concepts.md), spelled out here rather than imported.
 INTERRUPTION_NOTE = "[The caller interrupted the assistant here; they heard only the text above.]"
 PENDING_RESULT = {"status": "pending", "note": "This tool call is still running; its result will follow."}
-SUMMARY_PREFIX = "Handoff summary: "
+SUMMARY_PREFIX = "Handoff summary (as of the handoff): "
+SINCE_PREFIX = "Since the handoff: "
 FACTS_PREFIX = "Known facts: "
 
 KEYS = "t1:test-openai-format-secret-0123"
@@ -172,6 +174,7 @@ def test_tool_answers_follow_their_calls(store: vs.Store) -> None:
         vs.ContextPolicy(last_turns=2),
         vs.ContextPolicy(heard_only=False, mark_interruptions=False),
         vs.ContextPolicy(summary=False),
+        vs.ContextPolicy(facts=False, attribute=False),
     ],
     ids=repr,
 )
@@ -319,15 +322,16 @@ def test_summary_leads_with_the_facts(store: vs.Store) -> None:
     assert json.loads(facts[0][len(FACTS_PREFIX) :]) == {"account_id": "A-77", "verified": True}
     assert not any(line.startswith(SUMMARY_PREFIX) for line in lines)  # no handoff yet
     assert _normalize(msgs[1:]) == _expand(EXPECTED_CALL)
-    # summary=False: no leading system message at all
-    off = s.context("openai", vs.ContextPolicy(summary=False))
+    # the facts are not the summary: summary=False keeps them, facts=False drops them
+    assert s.context("openai", vs.ContextPolicy(summary=False)) == msgs
+    off = s.context("openai", vs.ContextPolicy(facts=False))
     assert off == msgs[1:]
     assert FACTS_PREFIX not in _dump(off)
 
 
 def test_no_summary_message_without_facts_or_handoff(store: vs.Store) -> None:
     s = _call(store)
-    assert s.context("openai") == s.context("openai", vs.ContextPolicy(summary=False))
+    assert s.context("openai") == s.context("openai", vs.ContextPolicy(summary=False, facts=False))
 
 
 def test_deleted_slot_leaves_the_facts(store: vs.Store) -> None:
@@ -342,19 +346,25 @@ def test_handoff_summary_after_a_handoff(store: vs.Store) -> None:
     s = _call(store)
     s.record(vs.SlotsSet({"account_id": "A-77"}))
     packet = s.handoff(to="billing", reason="double charge", summary="Caller wants a refund.\nAccount A-77.")
-    pending = s.context("openai")[0]
-    assert pending["role"] == "system"
-    lines = pending["content"].split("\n")
-    assert lines[0] == SUMMARY_PREFIX + "Caller wants a refund."
-    assert "Account A-77." in lines
-    assert lines[-1].startswith(FACTS_PREFIX)
-    # the receiver sees it too, once it redeemed the packet
-    b = store.resume(packet, agent="billing")
-    first = b.context("openai")[0]
-    assert first["content"].split("\n")[0] == SUMMARY_PREFIX + "Caller wants a refund."
-    assert b.context("openai")[1:] == s.context("openai")[1:]
-    # summary=False drops it
-    assert SUMMARY_PREFIX not in _dump(b.context("openai", vs.ContextPolicy(summary=False)))
+    # the summary is addressed to the receiver: the sender, still the owner, does not read it
+    sender = s.context("openai")
+    assert sender[0] == {"role": "system", "content": FACTS_PREFIX + json.dumps({"account_id": "A-77"})}
+    # the receiver reads it before it redeems the packet (rendering for it) and after
+    for b_view in (s.state.context("openai", agent="billing"), store.resume(packet, agent="billing").context()):
+        lines = b_view[0]["content"].split("\n")
+        assert lines == [
+            SUMMARY_PREFIX + "Caller wants a refund.",
+            "Account A-77.",
+            FACTS_PREFIX + json.dumps({"account_id": "A-77"}),
+        ]
+        # the rest is the conversation, triage's words and tool calls named as triage's
+        assert [{k: v for k, v in m.items() if k != "name"} for m in b_view[1:]] == sender[1:]
+        assert {m.get("name") for m in b_view if m["role"] == "assistant"} == {"triage"}
+    # summary=False drops it, the facts stay
+    b = store.load("c1")  # billing owns the call now
+    kept = b.context("openai", vs.ContextPolicy(summary=False))
+    assert SUMMARY_PREFIX not in _dump(kept)
+    assert kept[0]["content"].startswith(FACTS_PREFIX)
 
 
 def test_default_handoff_summary_is_rendered(store: vs.Store) -> None:
@@ -374,8 +384,10 @@ def test_the_latest_handoff_summary_wins(store: vs.Store) -> None:
     s.record(vs.UserSpoke("hi"))
     s.handoff(to="billing", summary="first summary")
     s.handoff(to="sales", summary="second summary")  # replaces the pending one
-    first = s.context("openai")[0]["content"]
-    assert first == SUMMARY_PREFIX + "second summary"
+    for_sales = s.context("openai", vs.ContextPolicy(agent="sales"))[0]["content"]
+    assert for_sales == SUMMARY_PREFIX + "second summary"
+    # billing's offer was replaced: nothing of it is shown as current
+    assert SUMMARY_PREFIX not in _dump(s.context("openai", vs.ContextPolicy(agent="billing")))
 
 
 # --- heard only: the unheard remainder appears nowhere ----------------------------------------
@@ -530,7 +542,7 @@ def test_parse_a_hand_written_conversation() -> None:
     assert isinstance(events, list)
     got = [_fields(e) for e in events]
     assert got == [
-        ("Note", "You are a billing agent."),
+        ("Note", "[system prompt] You are a billing agent."),  # the recording agent's own prompt
         ("UserSpoke", "I was charged twice", True, None, None),
         ("ToolCalled", "call_a", "lookup_invoices", {"account": "A-77"}),
         ("ToolCalled", "call_b", "refund", {}),
@@ -565,7 +577,10 @@ def test_parse_a_hand_written_conversation() -> None:
         assert {k: t.status for k, t in st_.tools.items()} == {"call_a": "ok", "call_b": "error", "call_c": "cancelled"}
         assert st_.tools["call_a"].result == {"invoices": [101, 102]}  # the first result wins
         assert dict(st_.slots) == {"account_id": "A-77"}
-        assert [n.text for n in st_.notes] == ["You are a billing agent.", "Supervisor: be kind"]
+        assert [n.text for n in st_.notes] == ["[system prompt] You are a billing agent.", "Supervisor: be kind"]
+        msgs = s.context("openai")
+        assert msgs[0] == {"role": "system", "content": "You are a billing agent."}  # billing's prompt, first
+        assert "You are a billing agent." not in _dump(s.context("openai", vs.ContextPolicy(agent="sales")))
     finally:
         store.close()
 
@@ -597,7 +612,7 @@ def test_parse_the_rendered_summary_message(store: vs.Store) -> None:
     s = store.open("c1", agent="triage")
     s.record(vs.UserSpoke("hi"), vs.SlotsSet({"k": "v"}))
     s.handoff(to="billing", summary="Wants a refund.")
-    events = vs.parse_context("openai", s.context("openai"))
+    events = vs.parse_context("openai", s.context("openai", vs.ContextPolicy(agent="billing")))
     assert [_fields(e) for e in events] == [
         ("Note", SUMMARY_PREFIX + "Wants a refund."),
         ("SlotsSet", {"k": "v"}, "call"),
@@ -656,7 +671,19 @@ OPS = st.sampled_from(
         "tool_cancel",
         "slots",
         "note",
+        "prompt",
+        "other_prompt",
+        "other_agent",
+        "other_tool",
     ]
+)
+OTHERS = st.sampled_from(["sales", "sales bot", "Zoë", "x" * 70])
+# A system prompt is any text but the summary message's (its lines have prefixes of their own).
+PROMPT_TEXT = TEXT.filter(
+    lambda t: (
+        t != INTERRUPTION_NOTE
+        and not any(line.startswith(("Handoff summary", SINCE_PREFIX, FACTS_PREFIX)) for line in t.split("\n"))
+    )
 )
 
 
@@ -671,6 +698,14 @@ def _record_random_call(data: st.DataObject, store: vs.Store, call_id: str) -> v
         elif op == "agent":
             ev = vs.AgentSpoke(data.draw(TEXT))
             agent_turns.append((s.record(ev), ev))
+        elif op == "other_agent":  # e.g. before a persona switch: another agent's words
+            ev = vs.AgentSpoke(data.draw(TEXT), agent=data.draw(OTHERS))
+            agent_turns.append((s.record(ev), ev))
+        elif op == "prompt":  # one or more leading messages; recording them again replaces them
+            roles = data.draw(st.lists(st.sampled_from(["system", "developer"]), min_size=1, max_size=2))
+            s.record(*vs.parse_context("openai", [{"role": r, "content": data.draw(PROMPT_TEXT)} for r in roles]))
+        elif op == "other_prompt":  # another agent's prompt never reaches this one
+            s.record(vs.Note("[system prompt] " + data.draw(TEXT), agent=data.draw(OTHERS)))
         elif op == "interrupt":
             if not agent_turns:
                 continue
@@ -686,6 +721,10 @@ def _record_random_call(data: st.DataObject, store: vs.Store, call_id: str) -> v
             tools.append(cid)
             args = data.draw(st.dictionaries(SMALL_TEXT, JSON_VALUE, max_size=3))
             s.record(vs.ToolCalled(cid, data.draw(SMALL_TEXT), args))
+        elif op == "other_tool":
+            cid = data.draw(SMALL_TEXT.filter(lambda c: c not in tools), label="call_id")
+            tools.append(cid)
+            s.record(vs.ToolCalled(cid, data.draw(SMALL_TEXT), {}, agent=data.draw(OTHERS)))
         elif op in ("tool_return", "tool_error", "tool_cancel"):
             if not tools:
                 continue
@@ -714,20 +753,32 @@ def _record_random_call(data: st.DataObject, store: vs.Store, call_id: str) -> v
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_parse_then_render_round_trips(data: st.DataObject) -> None:
-    store = vs.open_store(memory_url("roundtrip"), signing_keys=KEYS)
+    # redact=False: a random text may hold a card number, and the round trip is not about redaction
+    store = vs.open_store(memory_url("roundtrip"), signing_keys=KEYS, redact=False)
     try:
         s = _record_random_call(data, store, "original")
-        policy = vs.ContextPolicy(summary=False)
+        policy = data.draw(st.sampled_from([vs.ContextPolicy(), vs.ContextPolicy(summary=False, facts=False)]))
         msgs = s.context("openai", policy)
         _tool_pairs_ok(msgs)
+        for m in msgs:  # names are OpenAI's pattern, and only on other agents' messages
+            if "name" in m:
+                assert m["role"] == "assistant" and re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", m["name"]), m
+                assert m["name"] != "triage"
         events = vs.parse_context("openai", msgs)
-        s2 = store.open("copy", agent="billing")
+        # parse_context then context for the same agent: the same messages, system prompt included
+        s2 = store.open("copy", agent="triage")
         if events:
             s2.record(*events)
         assert s2.context("openai", policy) == msgs
         assert store.load("copy").context("openai", policy) == msgs
         # and a second trip changes nothing more
         assert _shape(vs.parse_context("openai", s2.context("openai", policy))) == _shape(events)
+        # another agent receives neither prompt
+        sales = s2.context("openai", vs.ContextPolicy(agent="sales"))
+        assert not any(m["role"] == "developer" for m in sales)
+        for m in sales:
+            if m["role"] == "system":
+                assert m["content"] == INTERRUPTION_NOTE or m["content"].startswith(FACTS_PREFIX), m
     finally:
         store.close()
 

@@ -561,12 +561,18 @@ def test_any_character_change_to_json_is_rejected(sample: dict[str, Any], which:
         HandoffPacket.from_json(bad.encode("utf-8", "surrogatepass"), KEYS)
 
 
+TOKEN_WHITESPACE = " \t\r\n\x0b\x0c"  # stripped from a token's ends (a SIP header's CRLF, spaces)
+
+
 @PROPERTY
 @given(draw=st.data())
 def test_any_character_change_to_a_token_is_rejected(sample: dict[str, Any], draw: st.DataObject) -> None:
     token = sample["token"]
     bad = _mutate_text(token, draw, B64URL + "=+/.")
     assert bad != token
+    if bad.strip(TOKEN_WHITESPACE) == token:  # only whitespace added at an end: the same token
+        assert decode_token(bad, KEYS) == decode_token(token, KEYS)
+        return
     with pytest.raises(PacketError):
         decode_token(bad, KEYS)
 
@@ -577,6 +583,9 @@ def test_any_changed_token_fails_to_resume(sample: dict[str, Any], draw: st.Data
     store: vs.Store = sample["store"]
     token = sample["token"]
     bad = _mutate_text(token, draw, B64URL + "=+/.")
+    if bad.strip(TOKEN_WHITESPACE) == token:  # the same token (it would redeem the call: not here)
+        assert decode_token(bad, KEYS) == decode_token(token, KEYS)
+        return
     with pytest.raises(vs.VoiceStateError):
         store.resume(bad, agent="billing")
     assert store.events("call-t") == sample["token_events"]

@@ -196,7 +196,7 @@ def test_hook_after_resume(plugin: Callable[[object], object]) -> None:
     s = _call(store)
     packet = s.handoff(to="billing")
     store.resume(packet.to_token(), agent="billing")  # by token: the packet is rebuilt from the log
-    store.resume("c", agent="recovery", takeover=True)
+    store.resume("c", agent="recovery", takeover=True, force=True)
     assert [owner for owner, _ in seen] == ["billing", "recovery"]
     rebuilt = seen[0][1]
     assert rebuilt is not None

@@ -55,6 +55,7 @@ from ._packet import HandoffPacket
 from ._public import publish
 from ._session import Session
 from ._state import CallState, ToolCall, Turn
+from ._calls import CallInfo
 from ._store import Opening, Store
 
 try:
@@ -68,6 +69,7 @@ __all__ = [
     "CallEnded",
     "CallNotFound",
     "CallStarted",
+    "CallInfo",
     "CallState",
     "ConfigError",
     "ContextPolicy",

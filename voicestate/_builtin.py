@@ -35,13 +35,14 @@ def open_sqlite(url: str, params: Mapping[str, str]) -> Any:
         timeout = float(params.pop("timeout", "30"))
     except ValueError:
         raise ConfigError(f"{url}: timeout= must be a number of seconds") from None
+    synchronous = params.pop("synchronous", "normal")
     _no_params("sqlite", params)
     parts = urlsplit(url)
     if parts.netloc:
         raise ConfigError(
             f"{url}: sqlite URLs have three slashes (sqlite:///relative.db) or four (sqlite:////abs/path.db)"
         )
-    return SQLiteBackend(unquote(parts.path[1:]), timeout=timeout)
+    return SQLiteBackend(unquote(parts.path[1:]), timeout=timeout, synchronous=synchronous)
 
 
 @hookimpl

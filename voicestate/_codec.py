@@ -21,12 +21,15 @@ from ._events import (
     EMPTY,
     JSON,
     JSON_MAP,
+    MAX_DEPTH,
     SCHEMA_VERSION,
     Event,
     UnknownEvent,
+    bad_text,
     check_field,
     event_class,
     field_kinds,
+    text_ok,
 )
 
 PENDING = b""
@@ -94,12 +97,24 @@ def _spec(cls: type[Event]) -> _ClassSpec:
     return spec
 
 
-def canonical(value: Any) -> Any:
-    """Nested maps with sorted keys, tuples as lists: one encoding per value."""
+def canonical(value: Any, depth: int = 0) -> Any:
+    """Nested maps with sorted keys, tuples as lists: one encoding per value.
+
+    Raises InvalidEvent (never RecursionError or TypeError) for values nested
+    deeper than ``MAX_DEPTH`` or maps whose keys cannot be sorted (str and bytes mixed).
+    """
     if isinstance(value, Mapping):
-        return {k: canonical(value[k]) for k in sorted(value)}
+        if depth > MAX_DEPTH:
+            raise InvalidEvent(f"a data value is nested deeper than {MAX_DEPTH} levels")
+        try:
+            keys = sorted(value)
+        except TypeError:
+            raise InvalidEvent(f"map keys {sorted(map(repr, value))[:5]} are not all strings") from None
+        return {k: canonical(value[k], depth + 1) for k in keys}
     if isinstance(value, (list, tuple)):
-        return [canonical(v) for v in value]
+        if depth > MAX_DEPTH:
+            raise InvalidEvent(f"a data value is nested deeper than {MAX_DEPTH} levels")
+        return [canonical(v, depth + 1) for v in value]
     return value
 
 
@@ -122,8 +137,15 @@ def unpackb(data: bytes) -> Any:
 def event_fields(event: Event) -> dict[str, Any]:
     """The event's fields under their encoded keys, validated, defaults left out."""
     if isinstance(event, UnknownEvent):
+        tn = event.type_name
+        check_field("UnknownEvent", "type_name", "str", tn)
+        check_field(tn, "id", "str", event.id)
+        check_field(tn, "at", "float", event.at)
+        check_field(tn, "agent", "opt_str", event.agent)
+        if not isinstance(event.fields, Mapping):
+            raise InvalidEvent(f"{tn}: UnknownEvent.fields must be a dict, got {type(event.fields).__name__}")
         for k, v in event.fields.items():
-            _check_extra(event.type_name, k, v)
+            _check_extra(tn, k, v)
         out = dict(event.fields)
         out[TYPE_KEY] = event.type_name
         out["i"], out["w"] = event.id, event.at
@@ -170,17 +192,45 @@ _ENCODERS: dict[type[Event], Callable[[Event, str | None], bytes]] = {}
 def _check_extra(type_name: str, key: object, value: Any) -> None:
     """Fields this version does not know must still be plain data (JSON-compatible)."""
     if not isinstance(key, str):
-        raise InvalidEvent(f"{type_name}: field name {key!r} is not a string")
+        raise InvalidEvent(f"{type_name}: field name {key!r:.60} is not a string")
+    if not text_ok(key):
+        raise bad_text(key, f"{type_name}: field name {ascii(key):.60}")
     check_field(type_name, key, JSON, value)
 
 
 def encode_event(event: Event, agent: str | None = None) -> bytes:
-    """The canonical bytes of ``event``; ``agent`` stands in when the event has none."""
+    """The canonical bytes of ``event``; ``agent`` stands in when the event has none.
+
+    Raises InvalidEvent for anything that cannot be stored: a value of the wrong
+    type, text UTF-8 cannot encode, an event class that is not registered.
+    """
     cls = type(event)
     enc = _ENCODERS.get(cls)
     if enc is None:
-        enc = _ENCODERS[cls] = _compile_encoder(cls)
-    return enc(event, agent)
+        enc = _ENCODERS[cls] = _compile_encoder(_registered(cls))
+    try:
+        return enc(event, agent)
+    except UnicodeEncodeError:  # a lone surrogate: find and name the field
+        event_fields(event)  # raises InvalidEvent naming it
+        if agent is not None:
+            check_field(cls.TYPE, "agent", "opt_str", agent)
+        raise InvalidEvent(f"{cls.TYPE} {event.id!r}: its text cannot be encoded as UTF-8") from None
+
+
+def _registered(cls: type[Event]) -> type[Event]:
+    """``cls`` if the codec knows it (registered, or UnknownEvent), else InvalidEvent saying how."""
+    if cls is UnknownEvent or (isinstance(cls, type) and event_class(getattr(cls, "TYPE", "")) is cls):
+        return cls
+    if cls is Event:
+        raise InvalidEvent(
+            "vs.Event is the base class of events, not an event: record UserSpoke, AgentSpoke, Note, ... "
+            "or a registered event type of your own"
+        )
+    raise InvalidEvent(
+        f"{cls.__qualname__} is not a registered event type (its TYPE {getattr(cls, 'TYPE', None)!r} names "
+        f"{event_class(getattr(cls, 'TYPE', '')) or 'no class'}): register it with "
+        "voicestate.plugins.register_event_type (or a register_event_types hook) and give it its own TYPE"
+    )
 
 
 def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
@@ -227,7 +277,8 @@ def _compile_encoder(cls: type[Event]) -> Callable[[Event, str | None], bytes]:
         elif kind == "bool":
             check = f"{v}.__class__ is not bool"
         elif kind in ("float", "opt_float"):
-            lines.append(f"    if {v}.__class__ is int: {v} = float({v})")
+            # an int (rare) goes the generic way: it checks the range before float() could overflow
+            lines.append(f"    if {v}.__class__ is int: {fail}")
             check = f"{v}.__class__ is not float or not isfinite({v})"
             if kind == "opt_float":
                 skip = f"{v} is None"

@@ -17,6 +17,13 @@ class StoreConfig:
     """Everything a store and its sessions decide by; durations are seconds.
 
     ``redact`` is the composed ``redact_event`` chain (None: off for this store).
+    ``lease``: how long an owner's lease lasts unless renewed (by its appends, by
+    ``heartbeat()``, and in the background for async sessions). ``retention``: how
+    long an ended call is kept; ``max_call_age``: how long a call that never ended
+    is kept after it started. ``require_packet``: a pending handoff is redeemed only
+    with its signed packet or token. ``snapshot_every``: an owner writes a snapshot
+    of the fold this many events after the last one (and at every handoff), where
+    the deciding tier keeps snapshots.
     """
 
     keys: KeyRing
@@ -29,10 +36,27 @@ class StoreConfig:
     store_interim: bool = False
     redact: Callable[[Event], Event] | None = None
     max_event_bytes: int = 1024 * 1024
+    lease: float = 10.0
+    retention: float = 7 * 86400.0
+    max_call_age: float = 86400.0
+    require_packet: bool = False
+    snapshot_every: int = 500
 
     def __attrs_post_init__(self) -> None:
-        if not self.packet_ttl > 0:
-            raise ConfigError(f"packet_ttl must be positive seconds, got {self.packet_ttl!r}")
+        for name in ("packet_ttl", "lease", "retention", "max_call_age", "skew", "barrier_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} is seconds (an int or a float), not {type(value).__name__} {value!r}")
+            if not value > 0 and not (name == "skew" and value == 0):
+                raise ConfigError(f"{name} must be positive seconds, got {value!r}")
+        for name in ("retries", "behind_queue", "snapshot_every", "max_event_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an int, not {type(value).__name__} {value!r}")
+        if self.retries < 1:
+            raise ConfigError(f"retries must be at least 1, got {self.retries!r}")
+        if self.snapshot_every < 1:
+            raise ConfigError(f"snapshot_every must be at least 1, got {self.snapshot_every!r}")
         if self.max_event_bytes < 1024:
             raise ConfigError(f"max_event_bytes must be at least 1024, got {self.max_event_bytes!r}")
         if self.behind_queue < 1:

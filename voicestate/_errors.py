@@ -90,3 +90,11 @@ class InvalidEvent(VoiceStateError, ValueError):
 
 class IntegrityError(VoiceStateError):
     """Stored events do not match their hash chain: corruption or tampering."""
+
+
+class InvalidArgument(ConfigError, TypeError):
+    """An argument of the wrong type (e.g. ``resume(123)``); the message says what to pass.
+
+    A ConfigError, and a TypeError too, so code that caught the TypeError this
+    used to be still catches it.
+    """

@@ -339,10 +339,44 @@ RESERVED_TYPES: tuple[type[Event], ...] = (CallStarted, OwnerChanged, HandedOff,
 # --- validation -------------------------------------------------------------
 
 
+MAX_DEPTH = 64
+"""How deep data values (slots, tool arguments and results, meta) may nest: deeper is InvalidEvent,
+refused before anything recurses through it (the redactor, the codec, a packet's canonical form)."""
+
+
+def text_ok(text: str) -> bool:
+    """Whether ``text`` can be stored: UTF-8 cannot encode a lone surrogate (``"\\ud800"``)."""
+    if text.isascii():  # O(1) for most strings
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def bad_text(text: str, where: str) -> InvalidEvent:
+    """The error for a string that UTF-8 cannot encode, saying what to do instead."""
+    try:
+        text.encode()
+        pos = -1
+    except UnicodeEncodeError as exc:
+        pos = exc.start
+    found = ascii(text[pos]) if pos >= 0 else "a surrogate"
+    return InvalidEvent(
+        f"{where}: the text holds a lone surrogate {found} at position {pos}, which UTF-8 cannot store; "
+        "pass valid text (decode bytes with errors='replace', or drop the surrogate)"
+    )
+
+
 def _check_json(value: Any, path: str, depth: int = 0) -> None:
-    if depth > 64:
-        raise InvalidEvent(f"{path}: nested deeper than 64 levels")
-    if value is None or isinstance(value, (str, bool)):
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if not text_ok(value):
+            raise bad_text(value, path)
+        return
+    if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:
@@ -355,7 +389,9 @@ def _check_json(value: Any, path: str, depth: int = 0) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise InvalidEvent(f"{path}: key {k!r} is not a string")
+                raise InvalidEvent(f"{path}: key {k!r:.60} is not a string")
+            if not text_ok(k):
+                raise bad_text(k, f"{path}: key {ascii(k):.60}")
             _check_json(v, f"{path}.{k}", depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -411,3 +447,5 @@ def check_field(type_name: str, name: str, kind: str, value: Any) -> None:
         raise InvalidEvent(f"{type_name}.{name}: unknown field kind {kind!r}")
     if not check(value):
         raise InvalidEvent(f"{type_name}.{name} must be {_EXPECTED[kind]}, got {type(value).__name__} {value!r:.60}")
+    if isinstance(value, str) and not text_ok(value):
+        raise bad_text(value, f"{type_name}.{name}")

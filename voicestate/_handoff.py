@@ -3,18 +3,18 @@ hooks, the signed packet, what a packet or token redeems, and the observers."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from ._backend import StoredEvent
 from ._config import StoreConfig
-from ._errors import InvalidEvent, OwnershipError, PacketError
+from ._errors import InvalidArgument, InvalidEvent, OwnershipError, PacketError
 from ._events import HANDOFF_KINDS, HandedOff
 from ._ids import check_call_id, check_name, new_packet_id
-from ._packet import HandoffPacket, TokenClaims, decode_token, packet_for, unsigned_packet
+from ._packet import TOKEN_MAX_EXPIRY, HandoffPacket, TokenClaims, decode_token, packet_for, unsigned_packet
 from ._plugins import get_plugin_manager, notify
 from ._state import CallState
 
@@ -27,12 +27,17 @@ def handoff_event(
 ) -> HandedOff:
     """The ``HandedOff`` a handoff appends (before its summary and hooks)."""
     check_name(to, "handoff target")
-    if kind not in HANDOFF_KINDS:
-        raise InvalidEvent(f"handoff kind {kind!r}: use one of {sorted(HANDOFF_KINDS)}")
+    if not isinstance(kind, str) or kind not in HANDOFF_KINDS:
+        raise InvalidEvent(f"handoff kind {kind!r:.60}: use one of {sorted(HANDOFF_KINDS)}")
     ttl = config.packet_ttl if ttl is None else ttl
-    if not ttl > 0:
-        raise InvalidEvent(f"handoff ttl must be positive seconds, got {ttl!r}")
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < math.inf:
+        raise InvalidEvent(f"handoff ttl must be positive seconds (an int or a float), got {ttl!r:.60}")
     now = time.time()
+    if ttl > TOKEN_MAX_EXPIRY - now:  # (not now + ttl: a huge int would overflow the float)
+        raise InvalidEvent(
+            f"handoff ttl {ttl!r:.40} puts the expiry past {TOKEN_MAX_EXPIRY} (2106), which no token can carry; "
+            "pass a ttl of seconds to hours"
+        )
     return HandedOff(
         to_agent=to,
         kind=kind,
@@ -94,7 +99,7 @@ def classify(target: ResumeTarget, config: StoreConfig) -> tuple[str, HandoffPac
             claims = decode_token(target, config.keys, skew=config.skew)
             return claims.call_id, None, claims
         return check_call_id(target), None, None
-    raise TypeError(
+    raise InvalidArgument(
         f"resume() takes a HandoffPacket, bytes, a JSON or token string, or a call id; not {type(target).__name__}"
     )
 
@@ -140,14 +145,14 @@ def redeemable(
 
 def after_resume(
     state: CallState,
-    log: Sequence[StoredEvent],
     packet: HandoffPacket | None,
     packet_id: str | None,
+    epoch: int,
     config: StoreConfig,
 ) -> None:
-    """Tell the ``after_resume`` observers; a packet redeemed by token or call id is rebuilt from the log."""
+    """Tell the ``after_resume`` observers; a packet redeemed by token or call id is rebuilt
+    from the state (``epoch``: the sender's, under which the handoff was offered)."""
     if packet is None and packet_id is not None:
         handed = next(h for h in reversed(state.handoffs) if h.packet_id == packet_id)
-        assert handed.seq is not None
-        packet = packet_for(state, handed, log[handed.seq - 1].epoch, config.keys)
+        packet = packet_for(state, handed, epoch, config.keys)
     notify("after_resume", state=state, packet=packet)

@@ -35,6 +35,26 @@ class KeyRing:
     def sign(self, data: bytes, kid: str | None = None) -> bytes:
         return hmac.digest(self.keys[kid or self.current], data, "sha256")
 
+    @property
+    def configured(self) -> bool:
+        """False when no keys were configured: the ring holds only a random per-process key (or none)."""
+        return bool(self.keys) and not self.ephemeral
+
+    def missing_key(self, what: str, kid: str) -> str:
+        """Why a ``what`` ("packet", "token") signed with ``kid`` cannot be verified here, and what to configure."""
+        example = kid if isinstance(kid, str) and _KID.match(kid) else "kid"
+        how = f"open_store(signing_keys=\"{example}:<secret>\") or {ENV_VAR}=\"{example}:<secret>\""
+        if not self.configured:
+            own = f" (only its random per-process key {self.current!r}, which no other process has)" if self.keys else ""
+            return (
+                f"{what} signed with key {kid!r}, but this receiver has no signing keys configured{own}: "
+                f"configure the sender's keys here too, {how}"
+            )
+        return (
+            f"{what} signed with key {kid!r}, which this receiver does not have (it knows {sorted(self.keys)}); "
+            f"add the sender's key to this receiver's keys: {how}"
+        )
+
 
 def parse_keys(spec: str | Mapping[str, str | bytes] | KeyRing) -> KeyRing:
     """Parse a key specification; raise ConfigError saying what is wrong."""

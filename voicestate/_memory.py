@@ -10,15 +10,32 @@ fully chained log and the record path skips one SHA-256.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 
-from ._backend import OK, AppendResult, CallMeta, Capabilities, StoredEvent
+from ._backend import OK, AppendResult, CallMeta, Capabilities, MetaUpdate, StoredEvent
 from ._codec import PENDING, chain_next, genesis
+from ._waiters import Waiters, wait_future
+
+_MAX_TOMBSTONES = 100_000
 
 
 class _Call:
-    __slots__ = ("call_id", "ended", "events", "ids", "settled")
+    __slots__ = (
+        "active_at",
+        "call_id",
+        "ended",
+        "events",
+        "expires_at",
+        "ids",
+        "lease_until",
+        "owner",
+        "pending_to",
+        "settled",
+        "started_at",
+        "tenant",
+    )
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
@@ -26,6 +43,13 @@ class _Call:
         self.ids: dict[str, int] = {}
         self.ended = False
         self.settled = 0  # events[:settled] carry their chain values
+        self.owner: str | None = None
+        self.pending_to: str | None = None
+        self.lease_until = 0.0
+        self.started_at = 0.0
+        self.active_at = 0.0
+        self.expires_at: float | None = None
+        self.tenant: str | None = None
 
     def settle(self) -> None:
         """Chain the pending events (under the backend's lock)."""
@@ -46,22 +70,78 @@ class _Call:
             i += 1
         self.settled = n
 
+    def meta(self) -> CallMeta:
+        self.settle()
+        last = self.events[-1]
+        return CallMeta(
+            last.seq,
+            last.epoch,
+            last.chain,
+            self.ended,
+            self.owner,
+            self.pending_to,
+            self.lease_until,
+            self.started_at,
+            self.active_at,
+            self.expires_at,
+            self.tenant,
+        )
+
+    def update(self, update: MetaUpdate | None, creating: bool) -> None:
+        if update is not None:
+            self.owner, self.pending_to = update.owner, update.pending_to
+            self.lease_until, self.expires_at = update.lease_until, update.expires_at
+            self.active_at = update.at
+            if creating:
+                self.started_at, self.tenant = update.at, update.tenant
+        if self.ended:
+            self.owner = self.pending_to = None
+            self.lease_until = 0.0
+
 
 class MemoryBackend:
     """Calls in a dict. Its sync methods run inline: no event loop, no thread hop."""
 
-    capabilities = Capabilities(shared_across_processes=False, threads=True)
+    capabilities = Capabilities(shared_across_processes=False, threads=True, watch=True)
 
     def __init__(self, name: str = "") -> None:
         self.name = name
         self.url = f"memory://{name}"
         self._calls: dict[str, _Call] = {}
+        self._tombstones: dict[str, bytes] = {}  # deleted call id -> chain value of its first event
         self._lock = threading.Lock()
+        self._waiters = Waiters()
+
+    def _live(self, call_id: str) -> _Call | None:
+        """The call, unless it is absent or expired (an expired one is purged now); under the lock."""
+        call = self._calls.get(call_id)
+        if call is None or not call.events:
+            return None
+        if call.expires_at is not None and call.expires_at <= time.time():
+            self._drop(call_id)
+            return None
+        return call
+
+    def _drop(self, call_id: str) -> bool:
+        call = self._calls.pop(call_id, None)
+        if call is None or not call.events:
+            return False
+        call.settle()
+        tombs = self._tombstones
+        tombs[call_id] = call.events[0].chain
+        if len(tombs) > _MAX_TOMBSTONES:  # bounded: the oldest go first
+            del tombs[next(iter(tombs))]
+        self._notify(call_id)
+        return True
+
+    def _notify(self, call_id: str) -> None:
+        if self._waiters.active:
+            self._waiters.notify(call_id)
 
     def _read(self, call_id: str, from_seq: int, to_seq: int | None) -> list[StoredEvent]:
         # Settle and slice under the lock: an unchained append may land in between otherwise.
         with self._lock:
-            call = self._calls.get(call_id)
+            call = self._live(call_id)
             if call is None:
                 return []
             call.settle()
@@ -69,12 +149,8 @@ class MemoryBackend:
 
     def get_meta(self, call_id: str) -> CallMeta | None:
         with self._lock:
-            call = self._calls.get(call_id)
-            if call is None or not call.events:
-                return None
-            call.settle()
-            last = call.events[-1]
-            return CallMeta(last.seq, last.epoch, last.chain, call.ended)
+            call = self._live(call_id)
+            return None if call is None else call.meta()
 
     def append(
         self,
@@ -83,13 +159,15 @@ class MemoryBackend:
         expected_seq: int,
         expected_epoch: int | None,
         expected_head: bytes | None = None,
+        update: MetaUpdate | None = None,
     ) -> AppendResult:
         with self._lock:
-            call = self._calls.get(call_id)
+            call = self._live(call_id)
+            creating = call is None
             if call is None:
                 if expected_seq != 0:
                     return AppendResult("conflict", None)
-                call = self._calls[call_id] = _Call(call_id)
+                call = _Call(call_id)
             call.settle()
             ids = call.ids
             for e in events:
@@ -101,24 +179,31 @@ class MemoryBackend:
                 n != expected_seq
                 or (n and expected_head is not None and stored[-1].chain != expected_head)
                 or (expected_epoch is not None and n and (call.ended or stored[-1].epoch != expected_epoch))
+                or (update is not None and update.lapsed_by is not None and call.lease_until > update.lapsed_by)
             ):
-                last = stored[-1] if n else None
-                meta = None if last is None else CallMeta(last.seq, last.epoch, last.chain, call.ended)
-                return AppendResult("conflict", meta)
+                return AppendResult("conflict", call.meta() if n else None)
+            if creating:
+                self._calls[call_id] = call
+                self._tombstones.pop(call_id, None)
             for e in events:
                 stored.append(e)
                 ids[e.id] = e.seq
                 if e.final:
                     call.ended = True
             call.settled = len(stored)
+            call.update(update, creating)
+            self._notify(call_id)
             return OK
 
-    def append_unchained(self, call_id: str, event: StoredEvent, expected_epoch: int, after: StoredEvent) -> bool:
+    def append_unchained(
+        self, call_id: str, event: StoredEvent, expected_epoch: int, after: StoredEvent, lease_until: float
+    ) -> bool:
         """The owner's single-event append on the record path, inline, chained later.
 
         Stored only if the call's last event is the very object ``after`` (the
         owner's view of the log is the log), the epoch matches, the call has not
-        ended and the id is new. False means "take the general path".
+        ended and the id is new; it renews the owner's lease. False means "take
+        the general path".
         """
         with self._lock:
             call = self._calls.get(call_id)
@@ -130,6 +215,9 @@ class MemoryBackend:
                 return False
             stored.append(event)
             call.ids[event.id] = event.seq
+            call.lease_until = lease_until
+            if self._waiters.active:
+                self._waiters.notify(call_id)
             return True
 
     def chained(self, call_id: str, from_seq: int, to_seq: int) -> list[StoredEvent]:
@@ -139,12 +227,23 @@ class MemoryBackend:
     def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         return self._read(call_id, from_seq, to_seq)
 
-    def write_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
+    def write_at(self, call_id: str, events: Sequence[StoredEvent], update: MetaUpdate | None = None) -> int:
         with self._lock:
-            call = self._calls.get(call_id)
+            call = self._live(call_id)
+            if call is not None and events:
+                call.settle()
+                held = call.events
+                overlap = next((e for e in events if e.seq <= len(held)), None)
+                if overlap is not None and held[overlap.seq - 1].chain != overlap.chain:
+                    self._drop(call_id)  # a stale copy of a deleted and re-created call
+                    call = None
+            creating = call is None
             if call is None:
-                call = self._calls[call_id] = _Call(call_id)
-            call.settle()
+                tomb = self._tombstones.get(call_id)
+                first = events[0] if events else None
+                if first is None or first.seq != 1 or (tomb is not None and tomb == first.chain):
+                    return 0  # nothing to start from, or a late write of a deleted call
+                call = _Call(call_id)
             stored = call.events
             for e in events:
                 hw = len(stored)
@@ -157,17 +256,53 @@ class MemoryBackend:
                 if e.final:
                     call.ended = True
             call.settled = len(stored)
-            if not stored:
-                del self._calls[call_id]
+            if stored and creating:
+                self._calls[call_id] = call
+                self._tombstones.pop(call_id, None)
+            if stored:
+                call.update(update, creating)
+                self._notify(call_id)
             return len(stored)
 
     def high_water(self, call_id: str) -> int:
-        call = self._calls.get(call_id)
-        return 0 if call is None else len(call.events)
+        with self._lock:
+            call = self._live(call_id)
+            return 0 if call is None else len(call.events)
+
+    def renew(self, call_id: str, epoch: int, lease_until: float) -> CallMeta | None:
+        with self._lock:
+            call = self._live(call_id)
+            if call is None:
+                return None
+            if not call.ended and call.events[-1].epoch == epoch:
+                call.lease_until = lease_until
+            return call.meta()
+
+    def list_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, CallMeta]]:
+        with self._lock:
+            ids = sorted(c for c in self._calls if after is None or c > after)
+            out: list[tuple[str, CallMeta]] = []
+            for call_id in ids:
+                call = self._live(call_id)
+                if call is not None and (tenant is None or call.tenant == tenant):
+                    out.append((call_id, call.meta()))
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def wait_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            gen = self._waiters.gen
+            meta = self.get_meta(call_id)
+            left = deadline - time.monotonic()
+            if meta is None or meta.seq > after or left <= 0:
+                return meta
+            self._waiters.wait(gen, left)
 
     def delete(self, call_id: str) -> bool:
         with self._lock:
-            return self._calls.pop(call_id, None) is not None
+            return self._drop(call_id)
 
     def close(self) -> None:
         pass
@@ -183,17 +318,35 @@ class MemoryBackend:
         expected_seq: int,
         expected_epoch: int | None,
         expected_head: bytes | None = None,
+        update: MetaUpdate | None = None,
     ) -> AppendResult:
-        return self.append(call_id, events, expected_seq, expected_epoch, expected_head)
+        return self.append(call_id, events, expected_seq, expected_epoch, expected_head, update)
 
     async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         return self.load(call_id, from_seq, to_seq)
 
-    async def awrite_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
-        return self.write_at(call_id, events)
+    async def awrite_at(self, call_id: str, events: Sequence[StoredEvent], update: MetaUpdate | None = None) -> int:
+        return self.write_at(call_id, events, update)
 
     async def ahigh_water(self, call_id: str) -> int:
         return self.high_water(call_id)
+
+    async def arenew(self, call_id: str, epoch: int, lease_until: float) -> CallMeta | None:
+        return self.renew(call_id, epoch, lease_until)
+
+    async def alist_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, CallMeta]]:
+        return self.list_calls(tenant, after, limit)
+
+    async def await_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
+        fut = self._waiters.future(call_id)
+        try:
+            meta = self.get_meta(call_id)
+            if meta is None or meta.seq > after:
+                return meta
+            await wait_future(fut, timeout)
+            return self.get_meta(call_id)
+        finally:
+            self._waiters.discard(call_id, fut)
 
     async def adelete(self, call_id: str) -> bool:
         return self.delete(call_id)

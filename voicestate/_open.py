@@ -80,6 +80,11 @@ def open_store(
     store_interim: bool = False,
     redact: bool = True,
     max_event_bytes: int = 1024 * 1024,
+    lease: float = 10.0,
+    retention: float = 7 * 86400.0,
+    max_call_age: float = 86400.0,
+    require_packet: bool = False,
+    snapshot_every: int = 500,
 ) -> Store:
     """Open a store over one backend or an ordered list of tiers, hottest first.
 
@@ -89,6 +94,14 @@ def open_store(
     Interim transcripts (``UserSpoke(final=False)``) are dropped unless ``store_interim=True``.
     ``redact=False`` turns the ``redact_event`` hooks (card numbers, by default) off for this store.
     An event that encodes to more than ``max_event_bytes`` (1 MiB) is refused with InvalidEvent.
+    ``lease`` (10 s): an owner's lease, renewed by its appends, by ``heartbeat()`` and, for
+    async sessions, in the background; ``takeover=True`` is refused while it is live.
+    ``retention`` (7 days) after its ``CallEnded`` an ended call is removed, and ``max_call_age``
+    (24 h) after its start one that never ended. ``require_packet=True``: a pending handoff is
+    redeemed only with its signed packet or token, never by the bare call id.
+    ``snapshot_every`` (500): events between the fold snapshots an owner writes (and at every
+    handoff), where the deciding tier keeps them, so a resume does not replay the whole log.
+    Durations are seconds, int or float.
     """
     if not urls:
         env = os.environ.get(STORE_ENV_VAR, "").split()
@@ -109,6 +122,11 @@ def open_store(
         store_interim=store_interim,
         redact=registry().redact if redact else None,
         max_event_bytes=max_event_bytes,
+        lease=lease,
+        retention=retention,
+        max_call_age=max_call_age,
+        require_packet=require_packet,
+        snapshot_every=snapshot_every,
     )
     tiers: list[Tier] = []
     try:

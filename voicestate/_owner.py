@@ -9,18 +9,20 @@ Flows are generators (see ``_io``): written once, driven sync or async.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._backend import AppendResult, CallMeta, StoredEvent
+from ._backend import AppendResult, CallMeta, MetaUpdate, StoredEvent
 from ._checks import Item, prepare
 from ._codec import chain_next, decode_event, genesis
-from ._errors import CallNotFound, FencedError, IntegrityError, OwnershipError, SeqConflict
+from ._errors import CallNotFound, FencedError, IntegrityError, OwnershipError, PacketError, SeqConflict
 from ._events import CallEnded, CallStarted, Event, HandedOff, HandoffCancelled, OwnerChanged
 from ._handoff import after_handoff, after_resume, prepare_handoff, redeemable
 from ._io import Flow
 from ._memory import MemoryBackend
-from ._packet import HandoffPacket, TokenClaims, check_chain_at, packet_for
+from ._packet import HandoffPacket, TokenClaims, packet_for
+from ._snapshot import fold_from_snapshot, snapshot_of
 from ._state import CallState, Folder
 
 if TYPE_CHECKING:
@@ -39,7 +41,15 @@ class OwnerLog:
         # store's config (attrs.evolve) applies to the sessions already open.
         self._tiers = store.tiers
         self._folder = Folder(call_id, genesis(call_id))
-        self._log: list[StoredEvent] = []  # confirmed: durable in every through tier
+        # Confirmed events (durable in every through tier) after seq ``_base``: a session
+        # resumed from a snapshot holds only the events after it (``_base_chain`` is its chain).
+        self._log: list[StoredEvent] = []
+        self._base = 0
+        self._base_chain = self._folder.chain
+        self._snapshot_seq = 0  # seq of the last snapshot this session wrote or started from
+        self._started = 0.0  # when the call started (for max_call_age)
+        self._gone = False  # the call was deleted or created anew under this session
+        self.discarded: list[Event] = []  # queued events dropped when this session was fenced
         self._ids: set[str] = set()  # ids of confirmed events: a retry skips the semantic checks
         # record_nowait: events staged and folded at once, durable later, in order
         self._queue: list[Item] = []
@@ -60,6 +70,54 @@ class OwnerLog:
         """Whether this session still owns the call, as far as it knows."""
         return self._folder.owner == self.agent and self._folder.epoch == self.epoch
 
+    @property
+    def fenced(self) -> bool:
+        """True once this session can no longer write as the owner: the epoch moved on, the
+        call ended, or it was deleted. A fenced session is read-only; its state is the store's."""
+        f = self._folder
+        return self._gone or (self.epoch > 0 and (f.epoch != self.epoch or f.status == "ended"))
+
+    def _confirmed(self) -> tuple[int, bytes]:
+        """Seq and chain value of the last confirmed event."""
+        log = self._log
+        return (self._base + len(log), log[-1].chain) if log else (self._base, self._base_chain)
+
+    def _update(self, events: Iterable[Event], lapsed_by: float | None = None) -> MetaUpdate:
+        """The metadata an owner append sets: owner, pending target, a renewed lease, expiry."""
+        pending = self._folder.pending_handoff
+        pending_to = None if pending is None else pending.to_agent
+        ended = False
+        for ev in events:
+            cls = ev.__class__
+            if cls is HandedOff:
+                pending_to = ev.to_agent  # type: ignore[attr-defined]
+            elif cls is HandoffCancelled or cls is OwnerChanged:
+                pending_to = None
+            elif cls is CallEnded:
+                ended = True
+        config = self.store.config
+        now = time.time()
+        expires = now + config.retention if ended else self._started + config.max_call_age
+        return MetaUpdate(self.agent, pending_to, now + config.lease, expires, now, self._folder.tenant, lapsed_by)
+
+    def _discard_queue(self) -> None:
+        """Drop what ``record_nowait`` queued (this session was fenced): out of the state, into ``discarded``."""
+        if self._mark is not None:
+            self._folder.rollback(self._mark)
+            self._mark = None
+        self.discarded.extend(ev for ev, _ in self._queue)
+        self._queue, self._staged = [], []
+
+    def _fenced_error(self) -> FencedError:
+        if self._gone:
+            return FencedError(f"call {self.call_id!r} was deleted (or created anew) under {self.agent!r}")
+        f = self._folder
+        if f.status == "ended":
+            return FencedError(f"call {self.call_id!r} has ended; nothing more can be recorded as its owner")
+        return FencedError(
+            f"{self.agent!r} no longer owns call {self.call_id!r} (epoch {self.epoch}; it is now "
+            f"{f.epoch}, owner {f.owner!r}); this write was not stored"
+        )
     # -- the local log -------------------------------------------------------------
 
     def _settle(self) -> None:
@@ -69,25 +127,29 @@ class OwnerLog:
             return
         log = self._log
         first = len(log) - n  # index of the first unchained entry
-        got = self._inline.chained(self.call_id, first + 1, len(log)) if self._inline is not None else []
+        base = self._base
+        got = self._inline.chained(self.call_id, base + first + 1, base + len(log)) if self._inline is not None else []
         if len(got) == n and [e.id for e in got] == [e.id for e in log[first:]]:
             log[first:] = got
         else:  # the call was deleted or replaced meanwhile: chain this session's own copy
-            head = log[first - 1].chain if first else genesis(self.call_id)
+            head = log[first - 1].chain if first else self._base_chain
             for i in range(first, len(log)):
                 head = chain_next(head, log[i].data)
                 log[i] = log[i]._replace(chain=head)
         self._unsettled = 0
-        assert not self._queue and self._folder.seq == len(log)
+        assert not self._queue and self._folder.seq == base + len(log)
         self._folder.chain = log[-1].chain
 
-    def _adopt(self, log: Sequence[StoredEvent]) -> None:
+    def _adopt(self, log: Sequence[StoredEvent]) -> list[Event]:
         folder = self._folder
+        out = []
         for se in log:
             ev = decode_event(se.data, se.seq, se.chain)
             folder.apply(ev, se.seq, se.chain, ev.agent)
+            out.append(ev)
         self._log.extend(log)
         self._ids.update(se.id for se in log)
+        return out
 
     def _prepare(self, events: Sequence[Event], *, internal: bool = False) -> list[Item]:
         return prepare(
@@ -119,11 +181,11 @@ class OwnerLog:
         self._log.extend(stored)
         self._ids.update(se.id for se in stored)
 
-    def _catch_up(self, meta: CallMeta) -> Flow[None]:
-        """Fold in events others appended after our confirmed seq, re-staging queued ones after them."""
+    def _catch_up(self, meta: CallMeta) -> Flow[list[Event]]:
+        """Fold in events others appended after our confirmed seq (returned, decoded), re-staging
+        queued ones after them; if this session is fenced by them, its queue is discarded."""
         foreign: list[StoredEvent] = []
-        mine = len(self._log)
-        head = self._log[-1].chain if self._log else genesis(self.call_id)
+        mine, head = self._confirmed()
         replaced = meta.seq < mine or (meta.seq == mine and meta.head != head)
         if meta.seq > mine:
             try:
@@ -131,6 +193,8 @@ class OwnerLog:
             except IntegrityError:
                 replaced = True  # what follows our seq does not chain onto our log
         if replaced:
+            self._gone = True
+            self._discard_queue()
             raise FencedError(
                 f"call {self.call_id!r} was deleted and created anew since {self.agent!r} joined it; "
                 "this session's writes are refused (resume the new call instead)"
@@ -139,33 +203,33 @@ class OwnerLog:
         if self._mark is not None:
             self._folder.rollback(self._mark)
             self._mark = None
-        self._adopt(foreign)
+        adopted = self._adopt(foreign)
         if self._queue:
-            self._mark = self._folder.snapshot()
-            self._stage_queue()
+            if self.fenced:
+                self._discard_queue()
+            else:
+                self._mark = self._folder.snapshot()
+                self._stage_queue()
+        return adopted
 
     def _on_conflict(self, meta: CallMeta | None) -> Flow[None]:
         """After a refused append: fold in what others appended; raise if the call is gone or
         this owner was fenced (else the caller retries at the new seq)."""
         if meta is None:
+            self._gone = True
+            self._discard_queue()
             raise CallNotFound(f"call {self.call_id!r} was deleted")
         yield from self._catch_up(meta)
         if meta.epoch != self.epoch or meta.ended:
-            raise self._fenced(meta)
-
-    def _fenced(self, meta: CallMeta) -> FencedError:
-        if meta.ended:
-            return FencedError(f"call {self.call_id!r} has ended; nothing more can be recorded as its owner")
-        owner = self._folder.owner
-        return FencedError(
-            f"{self.agent!r} no longer owns call {self.call_id!r} (epoch {self.epoch}; it is now "
-            f"{meta.epoch}, owner {owner!r}); this write was not stored"
-        )
+            self._discard_queue()
+            raise self._fenced_error()
 
     # -- the write flows -------------------------------------------------------------
 
     def _write(self, items: list[Item]) -> Flow[int]:
         """Append ``items`` as the owner; fold them once the deciding tier accepted them."""
+        if self.fenced:
+            raise self._fenced_error()
         if self._queue:  # behind queued record_nowait events: keep the order
             return (yield from self._enqueue_and_flush(items))
         retries = self.store.config.retries
@@ -174,11 +238,13 @@ class OwnerLog:
         for _ in range(retries):
             folder = self._folder
             stored = self._stage(items, folder.seq, folder.chain)
+            events = [ev for ev, _ in items]
             res: AppendResult = yield from self._tiers.append(
-                self.call_id, stored, folder.seq, self.epoch, folder.chain
+                self.call_id, stored, folder.seq, self.epoch, folder.chain, self._update(events)
             )
             if res.status == "ok":
-                self._confirm([ev for ev, _ in items], stored)
+                self._confirm(events, stored)
+                yield from self._maybe_snapshot()
                 return stored[-1].seq if last_seq is None else last_seq
             if res.status == "duplicate":
                 last_seq = res.duplicates.get(last_id, last_seq)  # the last event was stored already: its seq
@@ -225,8 +291,10 @@ class OwnerLog:
             n = len(self._queue)
             stored = self._staged[:n]
             events = [ev for ev, _ in self._queue[:n]]
-            head = self._log[-1].chain if self._log else genesis(self.call_id)
-            res = yield from self._tiers.append(self.call_id, stored, stored[0].seq - 1, self.epoch, head)
+            head = self._confirmed()[1]
+            res = yield from self._tiers.append(
+                self.call_id, stored, stored[0].seq - 1, self.epoch, head, self._update(events)
+            )
             if res.status == "ok":
                 for ev, se in zip(events, stored, strict=True):
                     if ev.id == target:
@@ -261,25 +329,61 @@ class OwnerLog:
                     found = res.duplicates[target]
                 self._queue = [it for it in self._queue if it[0].id not in res.duplicates]
                 meta = yield from self._tiers.meta(self.call_id)
-                if meta is None:
-                    raise CallNotFound(f"call {self.call_id!r} was deleted")
-                yield from self._catch_up(meta)
+                yield from self._on_conflict(meta)
                 continue
             yield from self._on_conflict(res.meta)
         return found
 
     def _refresh(self) -> Flow[CallState]:
-        meta = yield from self._tiers.meta(self.call_id)
-        if meta is None:
-            raise CallNotFound(f"call {self.call_id!r} no longer exists")
-        if meta.seq > len(self._log):
-            yield from self._catch_up(meta)
+        yield from self._absorb()
         return self._folder.snapshot()
 
+    def _absorb(self) -> Flow[list[Event]]:
+        """Fold in what others appended since our confirmed seq; the events, decoded."""
+        meta = yield from self._tiers.meta(self.call_id)
+        if meta is None:
+            self._gone = True
+            self._discard_queue()
+            raise CallNotFound(f"call {self.call_id!r} no longer exists")
+        if meta.seq != self._confirmed()[0] or meta.head != self._confirmed()[1]:
+            return (yield from self._catch_up(meta))
+        return []
+
+    def _renew(self) -> Flow[bool]:
+        """Renew the owner's lease; False (and the store's state folded in) if this session is fenced."""
+        if self.fenced:
+            return False
+        meta = yield from self._tiers.renew(self.call_id, self.epoch, time.time() + self.store.config.lease)
+        if meta is None:
+            self._gone = True
+            self._discard_queue()
+            return False
+        if meta.epoch != self.epoch or meta.ended:
+            try:
+                yield from self._catch_up(meta)
+            except FencedError:
+                pass
+            self._discard_queue()
+            return False
+        return True
+
     def _flush(self, all_tiers: bool) -> Flow[None]:
+        if self.fenced:
+            return  # nothing of it can be stored any more (its queue is in ``discarded``)
         if self._queue:
             yield from self._flush_queue()
         yield from self._tiers.barrier(self.call_id, all_tiers, self.store.config.barrier_timeout)
+
+    def _maybe_snapshot(self, force: bool = False) -> Flow[None]:
+        """Write a snapshot of the fold (off the append: after it was acknowledged), at a handoff
+        or ``snapshot_every`` events after the last one, where the deciding tier keeps them."""
+        if not self._tiers.backend.capabilities.snapshots or self._queue:
+            return
+        seq = self._folder.seq
+        if not force and seq - self._snapshot_seq < self.store.config.snapshot_every:
+            return
+        self._snapshot_seq = seq
+        yield from self._tiers.put_snapshot(self.call_id, snapshot_of(self._folder))
 
     def _handoff(self, ev: HandedOff, inline: bool) -> Flow[HandoffPacket]:
         if self._queue:
@@ -290,9 +394,16 @@ class OwnerLog:
         ev = prepare_handoff(folder.snapshot(), ev, epoch=self.epoch, config=self.store.config)
         seq = yield from self._write(self._prepare([ev], internal=True))
         yield from self._tiers.barrier(self.call_id, False, self.store.config.barrier_timeout)
-        stored = self._log[seq - 1]
+        yield from self._maybe_snapshot(force=True)
+        base = self._base
+        stored = self._log[seq - 1 - base]
         state = folder.snapshot()
-        events = tuple(e.data for e in self._log[:seq]) if inline else None
+        events = None
+        if inline:
+            head: list[StoredEvent] = []
+            if base:  # resumed from a snapshot: the older events are read back from the store
+                head = yield from self._tiers.load(self.call_id, CallMeta(base, 0, self._base_chain, False))
+            events = tuple(e.data for e in (*head, *self._log[: seq - base]))
         packet = packet_for(state, folder.handoffs[-1], stored.epoch, self.store.config.keys, events)
         after_handoff(state, packet)
         return packet
@@ -309,11 +420,20 @@ class OwnerLog:
         return True
 
     def _end(self, reason: str | None) -> Flow[int]:
-        if self._queue:
-            yield from self._flush_queue()
-        seq = yield from self._write(self._prepare([CallEnded(reason=reason, agent=self.agent)]))
-        yield from self._tiers.barrier(self.call_id, True, self.store.config.barrier_timeout)
-        return seq
+        """End the call; on a call that has ended already, a no-op returning its CallEnded's seq."""
+        try:
+            if not self.fenced:
+                if self._queue:
+                    yield from self._flush_queue()
+                seq = yield from self._write(self._prepare([CallEnded(reason=reason, agent=self.agent)]))
+                yield from self._tiers.barrier(self.call_id, True, self.store.config.barrier_timeout)
+                return seq
+        except FencedError:
+            pass
+        ended = self._folder.ended_seq
+        if ended is None or self._gone:
+            raise self._fenced_error()
+        return ended
 
 
 # -- making an owner -------------------------------------------------------------
@@ -322,15 +442,50 @@ class OwnerLog:
 def create(owner: OwnerLog, meta: Mapping[str, Any] | None) -> Flow[None]:
     """Create the call with ``owner`` at epoch 1 (``CallStarted``); OwnershipError if it exists."""
     owner.epoch = 1
+    owner._started = time.time()
     started = CallStarted(meta=dict(meta or {}), tenant=owner.store.config.tenant, agent=owner.agent)
     items = owner._prepare([started], internal=True)
     stored = owner._stage(items, 0, genesis(owner.call_id))
-    res: AppendResult = yield from owner._tiers.append(owner.call_id, stored, 0, 1, None)
+    owner._folder.tenant = owner.store.config.tenant  # for the update: the call's tenant
+    res: AppendResult = yield from owner._tiers.append(owner.call_id, stored, 0, 1, None, owner._update([started]))
     if res.status != "ok":
+        owner._folder.tenant = None
         raise OwnershipError(
             f"call {owner.call_id!r} already exists; join it with resume() (or takeover=True if its owner died)"
         )
     owner._confirm([items[0][0]], stored)  # the event as recorded: redacted
+
+
+def fold_call(owner: OwnerLog, meta: CallMeta) -> Flow[None]:
+    """Fold the call into ``owner``: from the deciding tier's snapshot and the events after it
+    (chain-verified from the snapshot's chain value to the head), else from the whole log."""
+    call_id = owner.call_id
+    snap = yield from owner._tiers.snapshot(call_id, meta.seq)
+    if snap is not None and 0 < snap.seq <= meta.seq:
+        try:
+            tail = yield from owner._tiers.load(call_id, meta, snap.seq + 1, snap.chain)
+            folder = fold_from_snapshot(call_id, snap)
+        except (IntegrityError, ValueError):
+            pass  # a snapshot that does not fit the log is ignored: the log is the truth
+        else:
+            owner._folder = folder
+            owner._base, owner._base_chain, owner._snapshot_seq = snap.seq, snap.chain, snap.seq
+            owner._adopt(tail)
+            return
+    log = yield from owner._tiers.load(call_id, meta)
+    owner._adopt(log)
+
+
+def _chain_at(owner: OwnerLog, seq: int) -> Flow[bytes | None]:
+    """The stored chain value at ``seq`` (from what the session holds, else one read)."""
+    if seq == owner._base:
+        return owner._base_chain
+    if owner._base < seq <= owner._confirmed()[0]:
+        return owner._log[seq - 1 - owner._base].chain
+    if 0 < seq < owner._base:
+        got = yield from owner._tiers.load_at(owner.call_id, seq)
+        return None if got is None else got.chain
+    return None
 
 
 def redeem(
@@ -339,18 +494,30 @@ def redeem(
     claims: TokenClaims | None,
     takeover: bool,
     from_epoch: int | None,
+    force: bool = False,
 ) -> Flow[None]:
     """Load the call and make ``owner`` its owner: redeem its pending handoff (by packet,
     token or call id) or take it over; one conditional ``OwnerChanged`` append."""
     call_id, agent, config = owner.call_id, owner.agent, owner.store.config
+    if config.require_packet and not takeover and packet is None and claims is None:
+        raise OwnershipError(
+            f"this store requires the signed packet or token to redeem a handoff (require_packet=True); "
+            f"resume(call_id) of {call_id!r} is refused: pass the packet, its JSON or its vs1. token"
+        )
     meta = yield from owner._tiers.meta(call_id)
     if meta is None:
         raise CallNotFound(f"no call {call_id!r} in {owner.store!r}")
-    log = yield from owner._tiers.load(call_id, meta)
-    owner._adopt(log)
+    yield from fold_call(owner, meta)
     config.check_tenant(call_id, owner._folder.tenant)
+    owner._started = meta.started_at or time.time()
     if packet is not None:
-        check_chain_at(packet, log)
+        chain = yield from _chain_at(owner, packet.seq)
+        if chain != packet.chain:
+            raise PacketError(
+                "chain_mismatch",
+                f"the store's log at seq {packet.seq} is not the one the packet covers; "
+                "the packet is from another store or the call was rewritten",
+            )
     wanted = packet.packet_id if packet is not None else (claims.packet_id if claims is not None else None)
     for _ in range(config.retries):
         st = owner._folder.snapshot()
@@ -359,12 +526,23 @@ def redeem(
                 f"call {call_id!r} has ended ({st.ended_reason or 'no reason given'}); it cannot be resumed"
             )
         packet_id: str | None
+        lapsed_by: float | None = None
         if takeover:
             if from_epoch is not None and st.epoch != from_epoch:
                 raise OwnershipError(
                     f"call {call_id!r} is at epoch {st.epoch} (owner {st.owner!r}), not {from_epoch}: "
                     "someone else took it over already"
                 )
+            now = time.time()
+            if not force:
+                if meta.lease_until > now:
+                    raise OwnershipError(
+                        f"call {call_id!r}: the lease of its owner {st.owner!r} is live (renewed "
+                        f"{max(0.0, now - (meta.lease_until - config.lease)):.1f} s ago, runs out in "
+                        f"{meta.lease_until - now:.1f} s); take over only a dead owner's call "
+                        "(store.calls(stale=True) lists them), or pass force=True to depose it"
+                    )
+                lapsed_by = now
             packet_id = None
         else:
             packet_id = redeemable(st, agent, wanted, claims, owner._folder.fates, config.skew)
@@ -372,19 +550,22 @@ def redeem(
         owner.epoch = st.epoch  # the condition: the epoch we read
         items = owner._prepare([change], internal=True)
         stored = owner._stage(items, st.seq, st.chain)
-        res = yield from owner._tiers.append(call_id, stored, st.seq, st.epoch, st.chain)
+        res = yield from owner._tiers.append(
+            call_id, stored, st.seq, st.epoch, st.chain, owner._update([change], lapsed_by)
+        )
         if res.status == "ok":
             owner.epoch = change.epoch
             owner._confirm([change], stored)
-            after_resume(owner._folder.snapshot(), owner._log, packet, packet_id, config)
+            after_resume(owner._folder.snapshot(), packet, packet_id, st.epoch, config)
             return
         if res.meta is None:
             raise CallNotFound(f"call {call_id!r} was deleted")
+        meta = res.meta
         yield from owner._catch_up(res.meta)
         if res.meta.epoch != st.epoch:
-            now = owner._folder.snapshot()
+            now_st = owner._folder.snapshot()
             raise OwnershipError(
                 f"call {call_id!r} changed hands while {agent!r} was resuming it "
-                f"(owner now {now.owner!r}, epoch {now.epoch}); nothing was changed"
+                f"(owner now {now_st.owner!r}, epoch {now_st.epoch}); nothing was changed"
             )
     raise SeqConflict(f"call {call_id!r}: resume gave up after {config.retries} conflicts", expected=-1, actual=-1)

@@ -27,7 +27,8 @@ import attrs
 
 from ._backend import StoredEvent
 from ._codec import CHAIN_BYTES, canonical, chain_next, decode_event, genesis, packb, unpackb
-from ._errors import PacketError
+from ._errors import InvalidEvent, PacketError
+from ._events import JSON_MAP, check_field, text_ok
 from ._keys import KeyRing, parse_keys
 from ._state import CallState, Folder
 
@@ -38,6 +39,12 @@ PACKET_VERSION = 1
 TOKEN_PREFIX = "vs1."
 TOKEN_MAX_CHARS = 256
 TOKEN_MAC_BYTES = 16
+TOKEN_MAX_EXPIRY = 2**32 - 1
+"""The latest expiry a token can carry (4 bytes of Unix seconds: early 2106)."""
+TOKEN_WHITESPACE = " \t\r\n\x0b\x0c"
+"""Stripped from both ends of a token (one read from a SIP header may keep its CRLF)."""
+MAX_SEQ = 2**63 - 1
+"""The largest seq or epoch a packet may name (what every backend can store)."""
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_SKEW = 5.0
 """Seconds of clock skew allowed between the sender's and the receiver's clocks."""
@@ -138,11 +145,7 @@ class HandoffPacket:
             )
         secret = ring.secret(self.key_id)
         if secret is None:
-            raise PacketError(
-                "unknown_key",
-                f"packet signed with key {self.key_id!r}, which this receiver does not have "
-                f"(it knows {sorted(ring.keys)}); configure the sender's key id here",
-            )
+            raise PacketError("unknown_key", ring.missing_key("packet", self.key_id))
         if not hmac.compare_digest(hmac.digest(secret, self._body(), "sha256"), self.signature):
             raise PacketError("bad_signature", "the packet's signature does not match its contents")
         _check_window(self.issued_at, self.expires_at, skew)
@@ -202,7 +205,16 @@ class HandoffPacket:
                 "unknown_key",
                 "to_token needs the signing key: use a packet from handoff() or from_json/from_bytes(keys=)",
             )
-        payload = _token_payload(self.key_id, self.packet_id, self.expires_at, self.call_id)
+        expires = self.expires_at
+        if not isinstance(expires, (int, float)) or isinstance(expires, bool) or not 0 <= expires < math.inf:
+            raise PacketError("malformed", f"the packet's expiry {expires!r:.40} is not a time a token can carry")
+        if math.ceil(expires) > TOKEN_MAX_EXPIRY:
+            raise PacketError(
+                "too_large",
+                f"the packet expires at {expires!r}, past {TOKEN_MAX_EXPIRY} (early 2106), the latest a token can "
+                "carry: hand off with a shorter ttl, or pass the packet as JSON instead",
+            )
+        payload = _token_payload(self.key_id, self.packet_id, expires, self.call_id)
         token = TOKEN_PREFIX + _b64e(payload + _token_mac(secret, payload))
         if len(token) > TOKEN_MAX_CHARS:
             raise PacketError(
@@ -300,7 +312,7 @@ def peek(data: str | bytes) -> HandoffPacket | TokenClaims:
 
     Strict about the encoding all the same (PacketError). Never trust what it returns.
     """
-    if isinstance(data, str) and data.startswith(TOKEN_PREFIX):
+    if isinstance(data, str) and data.lstrip(TOKEN_WHITESPACE).startswith(TOKEN_PREFIX):
         return _parse_token(data)[0]
     if isinstance(data, str) or (isinstance(data, (bytes, bytearray)) and bytes(data[:1]) == b"{"):
         return _decode_json(data, None)
@@ -345,12 +357,19 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
         raise PacketError("unsupported_version", f"packet version {version}; this voicestate reads {PACKET_VERSION}")
     if set(raw) != set(_FIELDS):
         missing, extra = set(_FIELDS) - set(raw), set(raw) - set(_FIELDS)
-        raise PacketError("malformed", f"packet fields differ: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        # (repr as the sort key: msgpack map keys may mix str and bytes)
+        unexpected = sorted(extra, key=repr)[:20]
+        raise PacketError("malformed", f"packet fields differ: missing {sorted(missing)}, unexpected {unexpected}")
 
     def get(name: str, check: Any, what: str) -> Any:
         value = raw[name]
         if not check(value):
-            raise PacketError("malformed", f"{name} must be {what}, got {type(value).__name__}")
+            got = type(value).__name__
+            if isinstance(value, str) and not text_ok(value):
+                got = "text with a lone surrogate"
+            elif _is_int(value) and value > MAX_SEQ:
+                got = f"int {value} (at most {MAX_SEQ})"
+            raise PacketError("malformed", f"{name} must be {what}, got {got}")
         return value
 
     def blob(name: str, value: Any) -> bytes:
@@ -361,10 +380,13 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
         return _b64d(value, name)
 
     def s(v: Any) -> bool:
-        return isinstance(v, str)
+        return isinstance(v, str) and text_ok(v)  # (JSON can spell a lone surrogate: "\\ud800")
 
     def os_(v: Any) -> bool:
-        return v is None or isinstance(v, str)
+        return v is None or s(v)
+
+    def count(v: Any) -> bool:
+        return _is_int(v) and 1 <= v <= MAX_SEQ
 
     def num(v: Any) -> bool:
         return isinstance(v, float) and math.isfinite(v)
@@ -383,13 +405,17 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
     chain = blob("chain", raw["chain"])
     if len(chain) != CHAIN_BYTES:
         raise PacketError("malformed", f"chain must be {CHAIN_BYTES} bytes")
-    seq = get("seq", lambda v: _is_int(v) and v >= 1, "a positive integer")
-    epoch = get("epoch", lambda v: _is_int(v) and v >= 1, "a positive integer")
+    seq = get("seq", count, "a positive integer")
+    epoch = get("epoch", count, "a positive integer")
     if events is not None and len(events) != seq:
         raise PacketError("malformed", f"{len(events)} inline events for seq {seq}")
     data = raw["data"]
     if not isinstance(data, dict):
         raise PacketError("malformed", f"data must be a map, got {type(data).__name__}")
+    try:  # plain data, as HandedOff.data is: bounded depth, string keys, 64-bit integers, valid text
+        check_field("packet", "data", JSON_MAP, data)
+    except InvalidEvent as exc:
+        raise PacketError("malformed", str(exc)) from None
     digest_raw = raw["digest"]
     digest = None if digest_raw is None else blob("digest", digest_raw)
     if digest is not None and len(digest) != 32:
@@ -472,10 +498,12 @@ class TokenClaims:
 def _token_payload(kid: str, packet_id: str, expires_at: float, call_id: str) -> bytes:
     try:
         pid = bytes.fromhex(packet_id)
-    except ValueError:
+    except (TypeError, ValueError):
         pid = b""
     if len(pid) != 16:
         raise PacketError("malformed", "a token needs a 32-hex-digit packet id")
+    if not isinstance(call_id, str) or not text_ok(call_id):
+        raise PacketError("malformed", f"a token needs a call id of valid text, not {call_id!r:.60}")
     k = kid.encode()
     return bytes([PACKET_VERSION, len(k)]) + k + pid + struct.pack(">I", math.ceil(expires_at)) + call_id.encode()
 
@@ -487,12 +515,15 @@ def _token_mac(secret: bytes, payload: bytes) -> bytes:
 def decode_token(
     token: str, keys: KeyRing | str | Mapping[str, str | bytes], *, skew: float = DEFAULT_SKEW
 ) -> TokenClaims:
-    """Verify a ``vs1.`` token's MAC and expiry; raise PacketError with a precise reason."""
+    """Verify a ``vs1.`` token's MAC and expiry; raise PacketError with a precise reason.
+
+    Whitespace around the token (a SIP header's trailing CRLF, spaces) is ignored.
+    """
     claims, payload, mac = _parse_token(token)
     ring = parse_keys(keys)
     secret = ring.secret(claims.key_id)
     if secret is None:
-        raise PacketError("unknown_key", f"token signed with key {claims.key_id!r}, which this receiver does not have")
+        raise PacketError("unknown_key", ring.missing_key("token", claims.key_id))
     if not hmac.compare_digest(_token_mac(secret, payload), mac):
         raise PacketError("bad_signature", "the token's MAC does not match its contents")
     _check_window(0.0, float(claims.expires_at), skew)
@@ -503,6 +534,7 @@ def _parse_token(token: str) -> tuple[TokenClaims, bytes, bytes]:
     """Strictly parse a token's structure: (claims, signed payload, MAC), unverified."""
     if not isinstance(token, str):
         raise PacketError("malformed", f"a token is a string, got {type(token).__name__}")
+    token = token.strip(TOKEN_WHITESPACE)
     if len(token) > TOKEN_MAX_CHARS:
         raise PacketError("too_large", f"a token has at most {TOKEN_MAX_CHARS} characters, this one {len(token)}")
     if not token.startswith(TOKEN_PREFIX):

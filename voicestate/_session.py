@@ -4,15 +4,18 @@ sync and async twins over the owner's flows (``_owner``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backend import OK, StoredEvent
 from ._codec import PENDING, encode_event
 from ._context import ContextPolicy
-from ._errors import VoiceStateError
-from ._events import AgentSpoke, Event, UserSpoke
+from ._errors import BackendUnavailable, CallNotFound, FencedError, VoiceStateError
+from ._events import AgentSpoke, CallEnded, Event, UserSpoke
 from ._handoff import handoff_event
 from ._io import Flow, arun, run
 from ._owner import OwnerLog
@@ -37,6 +40,7 @@ class Session(OwnerLog):
     def __init__(self, store: Store, call_id: str, agent: str) -> None:
         super().__init__(store, call_id, agent)
         self.temp: dict[str, Any] = {}
+        self._beat: asyncio.Task[None] | None = None
 
     # -- reading ---------------------------------------------------------------
 
@@ -52,8 +56,8 @@ class Session(OwnerLog):
         return self._folder.seq
 
     def context(self, fmt: str = "openai", policy: ContextPolicy | None = None) -> Any:
-        """The call rendered as ``fmt`` messages (e.g. ``"openai"``)."""
-        return self.state.context(fmt, policy)
+        """The call rendered as ``fmt`` messages (e.g. ``"openai"``) for this session's agent."""
+        return self.state.context(fmt, policy, agent=self.agent)
 
     def __repr__(self) -> str:
         return f"<Session {self.call_id!r} agent={self.agent!r} epoch={self.epoch} seq={self.seq}>"
@@ -115,7 +119,9 @@ class Session(OwnerLog):
             seq = len(log) + 1
             data = encode_event(ev, self.agent)
             se = _new_tuple(StoredEvent, (seq, ev.id, data, PENDING, self.epoch, False))
-            if len(data) <= config.max_event_bytes and inline.append_unchained(self.call_id, se, self.epoch, log[-1]):
+            if len(data) <= config.max_event_bytes and inline.append_unchained(
+                self.call_id, se, self.epoch, log[-1], time.time() + config.lease
+            ):
                 self._folder.apply(ev, seq, PENDING, ev.agent or self.agent)
                 log.append(se)
                 self._ids.add(se.id)
@@ -129,8 +135,10 @@ class Session(OwnerLog):
             # A lone in-process tier: one conditional append, inline, no generator hop.
             folder = self._folder
             stored = self._stage(items, folder.seq, folder.chain)
-            if inline.append(self.call_id, stored, folder.seq, self.epoch, folder.chain) is OK:
-                self._confirm([ev for ev, _ in items], stored)
+            recorded = [ev for ev, _ in items]
+            update = self._update(recorded)
+            if inline.append(self.call_id, stored, folder.seq, self.epoch, folder.chain, update) is OK:
+                self._confirm(recorded, stored)
                 return stored[-1].seq
         self._surface()
         return self._run(self._write(items))
@@ -160,6 +168,8 @@ class Session(OwnerLog):
         items = self._prepare(events)
         if not items:  # only interim transcripts, which are not stored
             return events[-1].id
+        if self.fenced:
+            raise self._fenced_error()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -176,6 +186,45 @@ class Session(OwnerLog):
             await self._arun(self._flush_queue)
         except Exception as exc:  # surfaced at the next arecord/aflush/handoff
             self._error = exc
+
+    def heartbeat(self) -> bool:
+        """Renew this owner's lease (appends renew it too). False, with the store's state folded
+        in, if the session is fenced: another agent owns the call, or it ended or was deleted."""
+        self._sync_guard()
+        return self._run(self._renew())
+
+    async def aheartbeat(self) -> bool:
+        return await self._arun(self._renew)
+
+    def _start_heartbeat(self) -> None:
+        """Async sessions renew their lease in the background, every third of it, until fenced or left."""
+        if self._beat is None and not self.fenced:
+            self._beat = asyncio.get_running_loop().create_task(_heartbeats(weakref.ref(self)))
+
+    def _stop_heartbeat(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+
+    async def awatch(self) -> AsyncIterator[Event]:
+        """Yield what other writers store (notes, tool results, a new owner, the hang-up) as it is
+        stored, folding it into ``state`` first; ends after ``CallEnded`` or when the call is deleted."""
+        while True:
+            seq = self._confirmed()[0]
+            meta = await arun(self._tiers.wait_for(self.call_id, seq, _WATCH_SLICE))
+            if meta is None:
+                self._gone = True
+                return
+            if meta.seq == seq:
+                continue
+            try:
+                events = await self._arun(self._absorb)
+            except (CallNotFound, FencedError):
+                return
+            for ev in events:
+                yield ev
+                if type(ev) is CallEnded:
+                    return
 
     def refresh(self) -> CallState:
         """Fold in what others appended (notes, tool results, a new owner) and return the state."""
@@ -253,8 +302,12 @@ class Session(OwnerLog):
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        # A fenced session leaves quietly: what it could not store is in ``discarded``.
         if et is None:
-            self.flush()
+            try:
+                self.flush()
+            except FencedError:
+                pass
         else:
             try:
                 self.flush()
@@ -267,10 +320,40 @@ class Session(OwnerLog):
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._stop_heartbeat()
         if et is None:
-            await self.aflush()
+            try:
+                await self.aflush()
+            except FencedError:
+                pass
         else:
             try:
                 await self.aflush()
             except VoiceStateError:
                 pass
+
+
+_WATCH_SLICE = 30.0  # seconds per wait: a watcher re-checks the call at least this often
+log = logging.getLogger("voicestate.session")
+
+
+async def _heartbeats(ref: weakref.ref[Session]) -> None:
+    """Renew a session's lease every third of it; stops once it is fenced, left or collected."""
+    while True:
+        session = ref()
+        if session is None or session.fenced:
+            return
+        interval = session.store.config.lease / 3
+        del session  # hold no reference while sleeping: an abandoned session is collected
+        await asyncio.sleep(interval)
+        session = ref()
+        if session is None:
+            return
+        try:
+            if not await session.aheartbeat():
+                return
+        except BackendUnavailable as exc:  # keep trying: the lease may still be saved
+            log.warning("renewing the lease of %r on call %r failed: %s", session.agent, session.call_id, exc)
+        except VoiceStateError:
+            return
+        del session

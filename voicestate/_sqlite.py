@@ -4,6 +4,15 @@ Safe for several processes on one host: each conditional append is one
 ``BEGIN IMMEDIATE`` transaction, so SQLite's write lock serialises appenders and
 the checks and the insert see the same state. Event ids are unique per call by
 a UNIQUE index. Async twins run the sync method in a worker thread.
+
+Durability: ``synchronous=NORMAL`` (the default) in WAL mode survives a crash
+of the process (every acknowledged event is in the WAL) but may lose the last
+transactions on power loss or an OS crash; ``?synchronous=full`` syncs the WAL
+at every commit and survives those too, at a cost per append.
+
+Watching is a cheap cross-process poll of the call's metadata row with backoff
+(1 ms doubling to 20 ms), woken at once by appends made through this backend
+object. Expired calls are purged lazily: when read, and in small sweeps.
 """
 
 from __future__ import annotations
@@ -12,19 +21,32 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ._backend import OK, AppendResult, CallMeta, Capabilities, StoredEvent
+from ._backend import OK, AppendResult, CallMeta, Capabilities, MetaUpdate, Snapshot, StoredEvent
 from ._errors import BackendUnavailable, ConfigError
+from ._waiters import Waiters, wait_future
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vs_calls (
-    call_id TEXT PRIMARY KEY,
-    seq     INTEGER NOT NULL,
-    epoch   INTEGER NOT NULL,
-    head    BLOB NOT NULL,
-    ended   INTEGER NOT NULL DEFAULT 0
+    call_id     TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    head        BLOB NOT NULL,
+    ended       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vs_tombstones (
+    call_id     TEXT PRIMARY KEY,
+    first_chain BLOB NOT NULL,
+    deleted_at  REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vs_snapshots (
+    call_id     TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    chain       BLOB NOT NULL,
+    data        BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS vs_events (
     call_id TEXT NOT NULL,
@@ -39,29 +61,75 @@ CREATE TABLE IF NOT EXISTS vs_events (
 CREATE UNIQUE INDEX IF NOT EXISTS vs_events_id ON vs_events (call_id, id);
 """
 
+# Metadata columns added after the first release: added to an older database when opened.
+_COLUMNS = {
+    "owner": "TEXT",
+    "pending_to": "TEXT",
+    "lease_until": "REAL NOT NULL DEFAULT 0",
+    "started_at": "REAL NOT NULL DEFAULT 0",
+    "active_at": "REAL NOT NULL DEFAULT 0",
+    "expires_at": "REAL",
+    "tenant": "TEXT",
+}
+_META = "SELECT seq, epoch, head, ended, owner, pending_to, lease_until, started_at, active_at, expires_at, tenant"
+_SYNC = {"normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
+_TOMBSTONE_DAYS = 30  # how long a deleted call's tombstone stops late writes
+_SWEEP_EVERY = 1000  # appends between sweeps of expired calls
+
 
 class _Duplicate(Exception):
     """Rolls the append's transaction back when an event id is already stored."""
 
 
-class SQLiteBackend:
-    capabilities = Capabilities(shared_across_processes=True, threads=True)
+def _row_meta(row: tuple[object, ...]) -> CallMeta:
+    return CallMeta(
+        row[0],  # type: ignore[arg-type]
+        row[1],  # type: ignore[arg-type]
+        row[2],  # type: ignore[arg-type]
+        bool(row[3]),
+        row[4],  # type: ignore[arg-type]
+        row[5],  # type: ignore[arg-type]
+        row[6],  # type: ignore[arg-type]
+        row[7],  # type: ignore[arg-type]
+        row[8],  # type: ignore[arg-type]
+        row[9],  # type: ignore[arg-type]
+        row[10],  # type: ignore[arg-type]
+    )
 
-    def __init__(self, path: str, *, timeout: float = 30.0) -> None:
+
+class SQLiteBackend:
+    capabilities = Capabilities(shared_across_processes=True, threads=True, watch=True, snapshots=True)
+
+    def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "normal", create: bool = True) -> None:
         if not path:
             raise ConfigError("sqlite:// needs a path: sqlite:///relative.db or sqlite:////abs/path.db")
+        if synchronous.lower() not in _SYNC:
+            raise ConfigError(f"sqlite: synchronous= must be one of {sorted(_SYNC)}, not {synchronous!r}")
         self.path = path
         self.url = f"sqlite:///{path}"
         self._timeout = timeout
+        self._sync = _SYNC[synchronous.lower()]
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._waiters = Waiters()
+        self._appends = 0
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise ConfigError(f"sqlite: directory {parent!r} does not exist; create it or pick another path")
+        if not create and not os.path.exists(path):
+            raise ConfigError(f"sqlite: no database at {os.path.abspath(path)!r}; check the path")
         try:
-            self._conn().executescript(_SCHEMA)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(vs_calls)")}
+            for name, decl in _COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE vs_calls ADD COLUMN {name} {decl}")
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS vs_calls_expires ON vs_calls (expires_at) WHERE expires_at IS NOT NULL"
+            )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: cannot create the schema: {exc}") from exc
 
@@ -74,7 +142,7 @@ class SQLiteBackend:
             try:
                 conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA synchronous={self._sync}")
             except sqlite3.Error as exc:
                 raise BackendUnavailable(f"{self.url}: cannot open the database: {exc}") from exc
             self._local.conn = conn
@@ -91,17 +159,33 @@ class SQLiteBackend:
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)  # SQLite may have rolled back already (a full disk does)
             raise BackendUnavailable(f"{self.url}: commit failed: {exc}") from exc
 
-    def _meta(self, conn: sqlite3.Connection, call_id: str) -> CallMeta | None:
-        row = conn.execute("SELECT seq, epoch, head, ended FROM vs_calls WHERE call_id = ?", (call_id,)).fetchone()
-        return None if row is None else CallMeta(row[0], row[1], row[2], bool(row[3]))
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the cause is what the caller reports
+                pass
+
+    def _meta(self, conn: sqlite3.Connection, call_id: str, now: float | None = None) -> CallMeta | None:
+        """The live call's metadata; an expired call is absent (and purged, when in a transaction)."""
+        row = conn.execute(f"{_META} FROM vs_calls WHERE call_id = ?", (call_id,)).fetchone()
+        if row is None:
+            return None
+        meta = _row_meta(row)
+        if meta.expires_at is not None and meta.expires_at <= (time.time() if now is None else now):
+            if conn.in_transaction:
+                self._drop(conn, call_id, time.time())
+            return None
+        return meta
 
     def get_meta(self, call_id: str) -> CallMeta | None:
         try:
@@ -116,6 +200,7 @@ class SQLiteBackend:
         expected_seq: int,
         expected_epoch: int | None,
         expected_head: bytes | None = None,
+        update: MetaUpdate | None = None,
     ) -> AppendResult:
         conn = self._conn()
         try:
@@ -128,15 +213,25 @@ class SQLiteBackend:
                     or (
                         expected_epoch is not None and meta is not None and (meta.ended or meta.epoch != expected_epoch)
                     )
+                    or (
+                        meta is not None
+                        and update is not None
+                        and update.lapsed_by is not None
+                        and meta.lease_until > update.lapsed_by
+                    )
                 ):
                     # A retry of stored events is a duplicate, whatever the seq now is.
                     dups = self._duplicates(conn, call_id, events)
                     return AppendResult("duplicate", None, dups) if dups else AppendResult("conflict", meta)
                 try:
-                    self._insert(conn, call_id, events, meta)
+                    if meta is None:
+                        conn.execute("DELETE FROM vs_tombstones WHERE call_id = ?", (call_id,))
+                        self._purge_content(conn, call_id)  # an expired call of the same id
+                    self._insert(conn, call_id, events, meta, update)
                 except sqlite3.IntegrityError:  # the unique (call_id, id) index: some ids are stored
                     raise _Duplicate from None  # roll back first: this batch's own rows must not count
-                return OK
+            self._appended(call_id)
+            return OK
         except _Duplicate:
             dups = self._duplicates(conn, call_id, events)
             return (
@@ -144,6 +239,13 @@ class SQLiteBackend:
             )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: append failed: {exc}") from exc
+
+    def _appended(self, call_id: str) -> None:
+        if self._waiters.active:
+            self._waiters.notify(call_id)
+        self._appends += 1
+        if self._appends % _SWEEP_EVERY == 0:
+            self.sweep()
 
     def _duplicates(self, conn: sqlite3.Connection, call_id: str, events: Sequence[StoredEvent]) -> dict[str, int]:
         ids = [e.id for e in events]
@@ -154,32 +256,54 @@ class SQLiteBackend:
         return dict(rows)
 
     def _insert(
-        self, conn: sqlite3.Connection, call_id: str, events: Sequence[StoredEvent], meta: CallMeta | None
+        self,
+        conn: sqlite3.Connection,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        meta: CallMeta | None,
+        update: MetaUpdate | None,
     ) -> None:
         conn.executemany(
             "INSERT INTO vs_events (call_id, seq, id, data, chain, epoch, final) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(call_id, e.seq, e.id, e.data, e.chain, e.epoch, int(e.final)) for e in events],
         )
         last = events[-1]
-        ended = int((meta is not None and meta.ended) or any(e.final for e in events))
+        ended = (meta is not None and meta.ended) or any(e.final for e in events)
+        if update is None:  # keep what was set (a cache or behind tier filled without one)
+            base = meta or CallMeta(0, 0, b"", False)
+            update = MetaUpdate.keep(base, base.active_at)
+        started = update.at if meta is None else meta.started_at
+        tenant = update.tenant if meta is None else meta.tenant
+        owner, pending, lease = (None, None, 0.0) if ended else (update.owner, update.pending_to, update.lease_until)
         conn.execute(
-            "INSERT INTO vs_calls (call_id, seq, epoch, head, ended) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (call_id) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch, "
-            "head = excluded.head, ended = excluded.ended",
-            (call_id, last.seq, last.epoch, last.chain, ended),
+            "INSERT OR REPLACE INTO vs_calls (call_id, seq, epoch, head, ended, owner, pending_to, lease_until, "
+            "started_at, active_at, expires_at, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                call_id,
+                last.seq,
+                last.epoch,
+                last.chain,
+                int(ended),
+                owner,
+                pending,
+                lease,
+                started,
+                update.at,
+                update.expires_at,
+                tenant,
+            ),
         )
 
     def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         try:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT seq, id, data, chain, epoch, final FROM vs_events "
-                    "WHERE call_id = ? AND seq >= ? AND seq <= ? ORDER BY seq",
-                    (call_id, from_seq, to_seq if to_seq is not None else 2**62),
-                )
-                .fetchall()
-            )
+            conn = self._conn()
+            if self._meta(conn, call_id) is None:
+                return []
+            rows = conn.execute(
+                "SELECT seq, id, data, chain, epoch, final FROM vs_events "
+                "WHERE call_id = ? AND seq >= ? AND seq <= ? ORDER BY seq",
+                (call_id, from_seq, to_seq if to_seq is not None else 2**62),
+            ).fetchall()
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: load failed: {exc}") from exc
         out = [StoredEvent(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
@@ -189,12 +313,31 @@ class SQLiteBackend:
                 return out[:i]
         return out
 
-    def write_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
+    def write_at(self, call_id: str, events: Sequence[StoredEvent], update: MetaUpdate | None = None) -> int:
         conn = self._conn()
         try:
             with self._tx(conn, immediate=True):
                 meta = self._meta(conn, call_id)
+                if meta is not None and events:
+                    overlap = next((e for e in events if e.seq <= meta.seq), None)
+                    if overlap is not None:
+                        row = conn.execute(
+                            "SELECT chain FROM vs_events WHERE call_id = ? AND seq = ?", (call_id, overlap.seq)
+                        ).fetchone()
+                        if row is None or row[0] != overlap.chain:  # a stale copy of a re-created call
+                            self._drop(conn, call_id, time.time())
+                            meta = None
                 hw = 0 if meta is None else meta.seq
+                if meta is None:
+                    first = events[0] if events else None
+                    if first is None or first.seq != 1:
+                        return 0
+                    tomb = conn.execute(
+                        "SELECT first_chain FROM vs_tombstones WHERE call_id = ?", (call_id,)
+                    ).fetchone()
+                    if tomb is not None and tomb[0] == first.chain:
+                        return 0  # a late write of the deleted call: never bring it back
+                    conn.execute("DELETE FROM vs_tombstones WHERE call_id = ?", (call_id,))
                 todo: list[StoredEvent] = []
                 for e in events:
                     if e.seq <= hw + len(todo):
@@ -203,8 +346,11 @@ class SQLiteBackend:
                         break
                     todo.append(e)
                 if todo:
-                    self._insert(conn, call_id, todo, meta)
-                return hw + len(todo)
+                    self._insert(conn, call_id, todo, meta, update)
+                hw += len(todo)
+            if todo:
+                self._appended(call_id)
+            return hw
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: write failed: {exc}") from exc
 
@@ -212,14 +358,118 @@ class SQLiteBackend:
         meta = self.get_meta(call_id)
         return 0 if meta is None else meta.seq
 
+    def renew(self, call_id: str, epoch: int, lease_until: float) -> CallMeta | None:
+        conn = self._conn()
+        try:
+            with self._tx(conn, immediate=True):
+                conn.execute(
+                    "UPDATE vs_calls SET lease_until = ? WHERE call_id = ? AND epoch = ? AND ended = 0",
+                    (lease_until, call_id, epoch),
+                )
+                return self._meta(conn, call_id)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"{self.url}: lease renewal failed: {exc}") from exc
+
+    def list_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, CallMeta]]:
+        now = time.time()
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    f"{_META}, call_id FROM vs_calls WHERE call_id > ? AND (? IS NULL OR tenant = ?) "
+                    "AND (expires_at IS NULL OR expires_at > ?) ORDER BY call_id LIMIT ?",
+                    ("" if after is None else after, tenant, tenant, now, limit),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"{self.url}: listing calls failed: {exc}") from exc
+        return [(r[11], _row_meta(r)) for r in rows]
+
+    def wait_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
+        deadline = time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            gen = self._waiters.gen
+            meta = self.get_meta(call_id)
+            left = deadline - time.monotonic()
+            if meta is None or meta.seq > after or left <= 0:
+                return meta
+            self._waiters.wait(gen, min(backoff, left))
+            backoff = min(backoff * 2, 0.02)
+
+    def put_snapshot(self, call_id: str, snapshot: Snapshot) -> None:
+        conn = self._conn()
+        try:
+            with self._tx(conn, immediate=True):
+                if self._meta(conn, call_id) is None:
+                    return
+                conn.execute(
+                    "INSERT INTO vs_snapshots (call_id, seq, chain, data) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (call_id) DO UPDATE SET seq = excluded.seq, chain = excluded.chain, "
+                    "data = excluded.data WHERE excluded.seq > vs_snapshots.seq",
+                    (call_id, snapshot.seq, snapshot.chain, snapshot.data),
+                )
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"{self.url}: snapshot write failed: {exc}") from exc
+
+    def get_snapshot(self, call_id: str) -> Snapshot | None:
+        try:
+            row = (
+                self._conn()
+                .execute("SELECT seq, chain, data FROM vs_snapshots WHERE call_id = ?", (call_id,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"{self.url}: snapshot read failed: {exc}") from exc
+        return None if row is None else Snapshot(row[0], row[1], row[2])
+
+    def _purge_content(self, conn: sqlite3.Connection, call_id: str) -> None:
+        conn.execute("DELETE FROM vs_events WHERE call_id = ?", (call_id,))
+        conn.execute("DELETE FROM vs_snapshots WHERE call_id = ?", (call_id,))
+
+    def _drop(self, conn: sqlite3.Connection, call_id: str, now: float) -> bool:
+        """Delete the call's content, leaving a tombstone (inside a transaction)."""
+        first = conn.execute("SELECT chain FROM vs_events WHERE call_id = ? AND seq = 1", (call_id,)).fetchone()
+        self._purge_content(conn, call_id)
+        existed = conn.execute("DELETE FROM vs_calls WHERE call_id = ?", (call_id,)).rowcount > 0
+        if first is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO vs_tombstones (call_id, first_chain, deleted_at) VALUES (?, ?, ?)",
+                (call_id, first[0], now),
+            )
+        return existed
+
     def delete(self, call_id: str) -> bool:
         conn = self._conn()
         try:
             with self._tx(conn, immediate=True):
-                conn.execute("DELETE FROM vs_events WHERE call_id = ?", (call_id,))
-                return conn.execute("DELETE FROM vs_calls WHERE call_id = ?", (call_id,)).rowcount > 0
+                existed = self._meta(conn, call_id) is not None
+                self._drop(conn, call_id, time.time())
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: delete failed: {exc}") from exc
+        self._waiters.notify(call_id)
+        return existed
+
+    def sweep(self, limit: int = 100) -> int:
+        """Purge up to ``limit`` expired calls (and old tombstones); the number purged."""
+        now = time.time()
+        conn = self._conn()
+        try:
+            with self._tx(conn, immediate=True):
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT call_id FROM vs_calls WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+                        (now, limit),
+                    )
+                ]
+                for call_id in ids:
+                    self._drop(conn, call_id, now)
+                conn.execute("DELETE FROM vs_tombstones WHERE deleted_at < ?", (now - _TOMBSTONE_DAYS * 86400,))
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"{self.url}: purge failed: {exc}") from exc
+        return len(ids)
 
     def close(self) -> None:
         self._closed = True
@@ -243,17 +493,47 @@ class SQLiteBackend:
         expected_seq: int,
         expected_epoch: int | None,
         expected_head: bytes | None = None,
+        update: MetaUpdate | None = None,
     ) -> AppendResult:
-        return await asyncio.to_thread(self.append, call_id, events, expected_seq, expected_epoch, expected_head)
+        return await asyncio.to_thread(
+            self.append, call_id, events, expected_seq, expected_epoch, expected_head, update
+        )
 
     async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         return await asyncio.to_thread(self.load, call_id, from_seq, to_seq)
 
-    async def awrite_at(self, call_id: str, events: Sequence[StoredEvent]) -> int:
-        return await asyncio.to_thread(self.write_at, call_id, events)
+    async def awrite_at(self, call_id: str, events: Sequence[StoredEvent], update: MetaUpdate | None = None) -> int:
+        return await asyncio.to_thread(self.write_at, call_id, events, update)
 
     async def ahigh_water(self, call_id: str) -> int:
         return await asyncio.to_thread(self.high_water, call_id)
+
+    async def arenew(self, call_id: str, epoch: int, lease_until: float) -> CallMeta | None:
+        return await asyncio.to_thread(self.renew, call_id, epoch, lease_until)
+
+    async def alist_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, CallMeta]]:
+        return await asyncio.to_thread(self.list_calls, tenant, after, limit)
+
+    async def await_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
+        deadline = time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            fut = self._waiters.future(call_id)
+            try:
+                meta = await self.aget_meta(call_id)
+                left = deadline - time.monotonic()
+                if meta is None or meta.seq > after or left <= 0:
+                    return meta
+                await wait_future(fut, min(backoff, left))
+            finally:
+                self._waiters.discard(call_id, fut)
+            backoff = min(backoff * 2, 0.02)
+
+    async def aput_snapshot(self, call_id: str, snapshot: Snapshot) -> None:
+        await asyncio.to_thread(self.put_snapshot, call_id, snapshot)
+
+    async def aget_snapshot(self, call_id: str) -> Snapshot | None:
+        return await asyncio.to_thread(self.get_snapshot, call_id)
 
     async def adelete(self, call_id: str) -> bool:
         return await asyncio.to_thread(self.delete, call_id)

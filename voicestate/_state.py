@@ -68,6 +68,13 @@ class ToolCall:
     seq: int = 0
 
 
+class HandoffView(NamedTuple):
+    """What a handoff's summary could state, as it stood when the ``HandedOff`` was folded."""
+
+    pending_tools: frozenset[str]  # call ids of the tool calls running then
+    slots: Mapping[str, Any]  # the call slots then
+
+
 History = dict[Any, list[tuple[int, Any]]]
 """key -> [(seq, value)] in seq order: every change, never rewritten, so a
 snapshot at seq S sees the last value at or before S without anything being copied."""
@@ -228,6 +235,7 @@ class CallState:
         "epoch",
         "meta",
         "owner",
+        "owner_handoff",
         "pending_handoff",
         "seq",
         "status",
@@ -243,6 +251,9 @@ class CallState:
     meta: Mapping[str, Any]
     chain: bytes
     pending_handoff: HandedOff | None
+    owner_handoff: HandedOff | None
+    """The handoff whose packet made the owner the owner (after the end: the last
+    owner); ``None`` if it opened the call or another agent took it over."""
     ended_reason: str | None
     # The folder's lists and histories with their lengths at this snapshot; the
     # views are built when read (taking a snapshot stays a few attribute sets).
@@ -290,9 +301,22 @@ class CallState:
     def ended(self) -> bool:
         return self.status == "ended"
 
-    def context(self, fmt: str = "openai", policy: ContextPolicy | None = None) -> Any:
-        """Render this state as ``fmt`` messages (``"openai"``; integrations add more)."""
-        return render(self, fmt, policy)
+    def context(self, fmt: str = "openai", policy: ContextPolicy | None = None, *, agent: str | None = None) -> Any:
+        """Render this state as ``fmt`` messages (``"openai"``; integrations add more).
+
+        The context is for ``policy.agent``, else ``agent``, else the owner.
+        """
+        return render(self, fmt, policy, agent=agent)
+
+    def _at_handoff(self, handoff: HandedOff) -> HandoffView | None:
+        """What was true when ``handoff`` (one of ``handoffs``) was folded: for rendering what changed since."""
+        p = self._parts
+        views = p[13]
+        for i in range(min(p[10], len(views)) - 1, -1, -1):
+            if p[9][i] is handoff:
+                view: HandoffView = views[i]
+                return view
+        return None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CallState):
@@ -331,11 +355,14 @@ class Folder:
         self.status: Literal["active", "ended"] = "active"
         self.meta: Mapping[str, Any] = _EMPTY
         self.ended_reason: str | None = None
+        self.ended_seq: int | None = None  # seq of the CallEnded
         self.turns: list[Turn] = []
         self.tools: list[ToolCall] = []
         self.handoffs: list[HandedOff] = []
         self.notes: list[Note] = []
+        self.handoff_views: list[HandoffView] = []  # one per handoff, aligned with ``handoffs``
         self.pending_handoff: HandedOff | None = None
+        self.owner_handoff: HandedOff | None = None  # the redeemed handoff that made the owner
         self._turn_changes: History = {}
         self._tool_changes: History = {}
         self._slots: History = {}
@@ -365,6 +392,7 @@ class Folder:
         _set(s, "meta", self.meta)
         _set(s, "chain", self.chain)
         _set(s, "pending_handoff", self.pending_handoff)
+        _set(s, "owner_handoff", self.owner_handoff)
         _set(s, "ended_reason", self.ended_reason)
         turns, tools, handoffs, notes = self.turns, self.tools, self.handoffs, self.notes
         _set(
@@ -384,6 +412,7 @@ class Folder:
                 len(handoffs),
                 notes,
                 len(notes),
+                self.handoff_views,
             ),
         )
         self._snap = s
@@ -399,10 +428,14 @@ class Folder:
         self.seq, self.chain, self.owner, self.epoch = seq, snap.chain, snap.owner, snap.epoch
         self.status, self.meta, self.tenant = snap.status, snap.meta, snap.tenant
         self.pending_handoff, self.ended_reason = snap.pending_handoff, snap.ended_reason
+        if snap.status == "active":
+            self.ended_seq = None
+        self.owner_handoff = snap.owner_handoff
         n_turns, n_tools = len(snap.turns), len(snap.tools)
         self.turns = self.turns[:n_turns]
         self.tools = self.tools[:n_tools]
         self.handoffs = self.handoffs[: len(snap.handoffs)]
+        self.handoff_views = self.handoff_views[: len(snap.handoffs)]
         self.notes = self.notes[: len(snap.notes)]
         self._turn_changes = _cut(self._turn_changes, seq)
         self._tool_changes = _cut(self._tool_changes, seq)
@@ -467,6 +500,8 @@ class Folder:
         self._last_agent_turn = idx
 
     def _interrupted(self, ev: Interrupted, seq: int, chain: bytes, agent: str | None) -> None:
+        # A later Interrupted of the same turn replaces the earlier one whole (heard and
+        # heard_ms): a pipeline reports a guess first and the exact playout position later.
         idx = self._turn_index(ev.turn)
         if idx >= 0:
             turn = self._turn(idx)._replace(heard=ev.heard, interrupted=True, heard_ms=ev.heard_ms)
@@ -517,6 +552,8 @@ class Folder:
         h = _stamped(ev, seq, chain, agent)
         self._end_pending("replaced by a later handoff")
         self.handoffs.append(h)
+        pending = frozenset(t.call_id for i in range(len(self.tools)) if (t := self._tool(i)).status == "pending")
+        self.handoff_views.append(HandoffView(pending, MappingProxyType(dict(_Slots(self._slots, seq)))))
         self.pending_handoff = h
 
     def _handoff_cancelled(self, ev: HandoffCancelled, seq: int, chain: bytes, agent: str | None) -> None:
@@ -525,6 +562,11 @@ class Folder:
             self._end_pending("cancelled by its sender")
 
     def _owner_changed(self, ev: OwnerChanged, seq: int, chain: bytes, agent: str | None) -> None:
+        pending = self.pending_handoff
+        if ev.packet_id is not None and pending is not None and pending.packet_id == ev.packet_id:
+            self.owner_handoff = pending  # redeemed: its summary is what the new owner reads
+        elif ev.owner != self.owner:
+            self.owner_handoff = None  # another agent took over: no handoff brought the call to it
         self.owner = ev.owner
         self.epoch = ev.epoch
         self._end_pending(
@@ -544,6 +586,7 @@ class Folder:
         self.owner = None
         self._end_pending("cleared when the call ended")
         self.ended_reason = ev.reason
+        self.ended_seq = seq
 
 
 _Fold = Callable[[Folder, Any, int, bytes, "str | None"], None]

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ._backend import StoredEvent
+from ._backend import CallMeta, MetaUpdate, StoredEvent
+from ._calls import CallInfo, check_filters, wanted
 from ._checks import prepare_outside
 from ._codec import chain_next, decode_event, genesis
 from ._config import StoreConfig
-from ._errors import CallNotFound, ConfigError, PacketError, SeqConflict
+from ._errors import CallNotFound, ConfigError, IntegrityError, PacketError, SeqConflict
 from ._events import CallEnded, Event
 from ._handoff import ResumeTarget, classify
 from ._ids import check_call_id, check_name
 from ._io import Flow, arun, run
 from ._keys import KeyRing
-from ._owner import create, redeem
+from ._owner import OwnerLog, create, fold_call, redeem
 from ._session import Session
-from ._state import CallState, Folder
+from ._state import CallState
 from ._tiers import Tiers
 
 
@@ -35,6 +37,8 @@ class Opening(Awaitable[Session]):
     async def __aenter__(self) -> Session:
         self._session = await self._factory()
         return self._session
+
+    # Awaiting (above) or entering gives a session that renews its lease in the background.
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -74,7 +78,7 @@ class Store:
         return run(self._open(call_id, agent, meta))
 
     def aopen(self, call_id: str, *, agent: str, meta: Mapping[str, Any] | None = None) -> Opening:
-        return Opening(lambda: arun(self._open(call_id, agent, meta)))
+        return Opening(lambda: _beating(arun(self._open(call_id, agent, meta))))
 
     def _open(self, call_id: str, agent: str, meta: Mapping[str, Any] | None) -> Flow[Session]:
         check_call_id(call_id)
@@ -86,31 +90,49 @@ class Store:
     # -- resume ----------------------------------------------------------------
 
     def resume(
-        self, target: ResumeTarget, *, agent: str, takeover: bool = False, from_epoch: int | None = None
+        self,
+        target: ResumeTarget,
+        *,
+        agent: str,
+        takeover: bool = False,
+        from_epoch: int | None = None,
+        force: bool = False,
     ) -> Session:
         """Become the owner: redeem a packet (object, msgpack, JSON or token) or the
         pending handoff of ``call_id`` addressed to ``agent``.
 
-        ``takeover=True`` takes the call from a dead owner, conditional on the
-        epoch read (or on ``from_epoch``, the epoch the caller saw die: of
-        several recovery workers sent for the same dead owner, one wins).
+        ``takeover=True`` takes the call from a dead owner: refused while the
+        owner's lease is live (``force=True`` overrides that: an operator's
+        decision), conditional on the epoch read (or on ``from_epoch``, the epoch
+        the caller saw die: of several recovery workers sent for the same dead
+        owner, one wins).
         """
-        return run(self._resume(target, agent, takeover, from_epoch))
+        return run(self._resume(target, agent, takeover, from_epoch, force))
 
     def aresume(
-        self, target: ResumeTarget, *, agent: str, takeover: bool = False, from_epoch: int | None = None
+        self,
+        target: ResumeTarget,
+        *,
+        agent: str,
+        takeover: bool = False,
+        from_epoch: int | None = None,
+        force: bool = False,
     ) -> Opening:
-        return Opening(lambda: arun(self._resume(target, agent, takeover, from_epoch)))
+        return Opening(lambda: _beating(arun(self._resume(target, agent, takeover, from_epoch, force))))
 
-    def _resume(self, target: ResumeTarget, agent: str, takeover: bool, from_epoch: int | None) -> Flow[Session]:
+    def _resume(
+        self, target: ResumeTarget, agent: str, takeover: bool, from_epoch: int | None, force: bool
+    ) -> Flow[Session]:
         check_name(agent)
         if from_epoch is not None and not takeover:
             raise ConfigError("from_epoch goes with takeover=True")
+        if force and not takeover:
+            raise ConfigError("force=True goes with takeover=True (it overrides a live owner's lease)")
         call_id, packet, claims = classify(target, self.config)
         if packet is not None and packet.to_agent != agent:
             raise PacketError("wrong_target", f"the packet is addressed to {packet.to_agent!r}, not {agent!r}")
         session = Session(self, call_id, agent)
-        yield from redeem(session, packet, claims, takeover, from_epoch)
+        yield from redeem(session, packet, claims, takeover, from_epoch, force)
         return session
 
     # -- load / append / delete ----------------------------------------------------
@@ -123,12 +145,15 @@ class Store:
         return await arun(self._load(call_id))
 
     def _load(self, call_id: str) -> Flow[CallState]:
-        log = yield from self._load_log(call_id)
-        folder = Folder(call_id, genesis(call_id))
-        for se in log:
-            ev = decode_event(se.data, se.seq, se.chain)
-            folder.apply(ev, se.seq, se.chain, ev.agent)
-        return folder.snapshot()  # _load_log checked the tenant
+        check_call_id(call_id)
+        meta = yield from self.tiers.meta(call_id)
+        if meta is None:
+            raise CallNotFound(f"no call {call_id!r} in {self!r}")
+        reader = OwnerLog(self, call_id, "")
+        yield from fold_call(reader, meta)  # from the snapshot, where there is one
+        state = reader._folder.snapshot()
+        self.config.check_tenant(call_id, state.tenant)
+        return state
 
     def _load_log(self, call_id: str) -> Flow[list[StoredEvent]]:
         check_call_id(call_id)
@@ -190,7 +215,10 @@ class Store:
                 seq += 1
                 head = chain_next(head, data)
                 stored.append(StoredEvent(seq, ev.id, data, head, meta.epoch, isinstance(ev, CallEnded)))
-            res = yield from self.tiers.append(call_id, stored, meta.seq, None, meta.head)
+            now = time.time()
+            ending = any(se.final for se in stored)
+            update = MetaUpdate.keep(meta, now, expires_at=now + self.config.retention if ending else None)
+            res = yield from self.tiers.append(call_id, stored, meta.seq, None, meta.head, update)
             if res.status == "ok":
                 return seq if last_seq is None else last_seq
             if res.status == "duplicate":
@@ -220,6 +248,85 @@ class Store:
                 return False
         return (yield from self.tiers.delete(call_id))
 
+    # -- watching ----------------------------------------------------------------
+
+    def watch(self, call_id: str, *, after: int = 0, timeout: float | None = None) -> Iterator[Event]:
+        """Yield every event stored after seq ``after`` (0: the whole log first), from any writer
+        in any process, as it is stored; ends after ``CallEnded`` or when the call is deleted.
+
+        ``timeout``: seconds to wait for the next event before raising TimeoutError (None: no limit).
+        """
+        cursor = _Cursor(self, call_id, after)
+        while True:
+            events = run(cursor.next(timeout))
+            if events is None:
+                return
+            for ev in events:
+                yield ev
+                if type(ev) is CallEnded:
+                    return
+
+    async def awatch(self, call_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        """Async twin of :meth:`watch` (bound it with ``asyncio.timeout`` if needed)."""
+        cursor = _Cursor(self, call_id, after)
+        while True:
+            events = await arun(cursor.next(None))
+            if events is None:
+                return
+            for ev in events:
+                yield ev
+                if type(ev) is CallEnded:
+                    return
+
+    # -- listing -------------------------------------------------------------------
+
+    def calls(
+        self,
+        *,
+        status: str | None = None,
+        owner: str | None = None,
+        stale: bool | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[CallInfo]:
+        """The store tenant's calls in call-id order, from the deciding tier's metadata.
+
+        ``status`` ``"active"``/``"ended"``; ``owner`` an agent name; ``stale=True`` the active
+        calls whose owner's lease ran out (what a recovery worker polls). Page with
+        ``after=`` the last call id of the previous page.
+        """
+        return run(self._calls(status, owner, stale, limit, after))
+
+    async def acalls(
+        self,
+        *,
+        status: str | None = None,
+        owner: str | None = None,
+        stale: bool | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[CallInfo]:
+        return await arun(self._calls(status, owner, stale, limit, after))
+
+    def _calls(
+        self, status: str | None, owner: str | None, stale: bool | None, limit: int, after: str | None
+    ) -> Flow[list[CallInfo]]:
+        check_filters(status, limit)
+        out: list[CallInfo] = []
+        page = max(limit, 256)
+        while len(out) < limit:
+            got: list[tuple[str, CallMeta]] = yield from self.tiers.list_calls(self.config.tenant, after, page)
+            for call_id, meta in got:
+                info = CallInfo.from_meta(call_id, meta)
+                if wanted(info, status, owner, stale):
+                    out.append(info)
+                    if len(out) == limit:
+                        break
+            if len(got) < page:
+                break
+            after = got[-1][0]
+        return out
+
     # -- lifetime --------------------------------------------------------------
 
     def close(self) -> None:
@@ -244,6 +351,56 @@ class Store:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _beating(opening: Awaitable[Session]) -> Session:
+    session = await opening
+    session._start_heartbeat()
+    return session
+
+
+class _Cursor:
+    """Where a watcher is in a call's log: the seq and chain value it has seen up to."""
+
+    def __init__(self, store: Store, call_id: str, after: int) -> None:
+        check_call_id(call_id)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigError(f"watch(after=...) is a seq (an int >= 0), not {after!r}")
+        self.store, self.call_id, self.seq = store, call_id, after
+        self.chain: bytes | None = genesis(call_id) if after == 0 else None
+        self.checked = False
+        self.found = False
+
+    def next(self, timeout: float | None) -> Flow[list[Event] | None]:
+        """The events after the cursor, once there are some; None once the call is gone."""
+        tiers, call_id = self.store.tiers, self.call_id
+        if not self.checked:
+            yield from self.store._tenant_guard(call_id)
+            self.checked = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            meta = yield from tiers.meta(call_id)
+            if meta is None and not self.found:
+                raise CallNotFound(f"no call {call_id!r} in {self.store!r} to watch")
+            self.found = True
+            if meta is None or meta.seq < self.seq:
+                return None  # deleted (or deleted and created anew, shorter)
+            if meta.seq > self.seq:
+                if self.chain is None:
+                    at = yield from tiers.load_at(call_id, self.seq)
+                    if at is None:
+                        return None
+                    self.chain = at.chain
+                try:
+                    got = yield from tiers.load(call_id, meta, self.seq + 1, self.chain)
+                except IntegrityError:
+                    return None  # the log no longer continues what was seen: a new call of that id
+                self.seq, self.chain = got[-1].seq, got[-1].chain
+                return [decode_event(se.data, se.seq, se.chain) for se in got]
+            left = 30.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no event stored in call {call_id!r} after seq {self.seq} within {timeout:g} s")
+            yield from tiers.wait_for(call_id, self.seq, min(left, 30.0))
 
 
 __all__ = ["Opening", "Store"]

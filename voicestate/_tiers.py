@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._backend import AppendResult, Backend, CallMeta, StoredEvent
+from ._backend import AppendResult, Backend, CallMeta, MetaUpdate, Snapshot, StoredEvent
 from ._codec import genesis, verify_chain
 from ._errors import BackendUnavailable, ConfigError, IntegrityError
 from ._io import Flow, call
@@ -129,6 +129,54 @@ class Tiers:
                 yield call(tier.backend, "delete", call_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def wait_for(self, call_id: str, after: int, timeout: float) -> Flow[CallMeta | None]:
+        """The deciding tier's metadata once its seq passes ``after`` (or the call goes, or ``timeout``)."""
+        backend = self.deciding.backend
+        target = backend if backend.capabilities.watch else Poller(backend)
+        meta: CallMeta | None = yield call(target, "wait_for", call_id, after, timeout)
+        return meta
+
+    def snapshot(self, call_id: str, seq: int) -> Flow[Snapshot | None]:
+        """The deciding tier's snapshot of the call, if it keeps them (a failed read is just slower);
+        None also when the hottest tier holds the whole log (``seq`` events): it is read from there."""
+        backend = self.deciding.backend
+        if not backend.capabilities.snapshots:
+            return None
+        if self.hot:
+            try:
+                held = yield call(self.hot[0].backend, "high_water", call_id)
+            except BackendUnavailable:
+                held = 0
+            if held >= seq:
+                return None
+        try:
+            snap: Snapshot | None = yield call(backend, "get_snapshot", call_id)
+        except BackendUnavailable as exc:
+            log.warning("reading the snapshot of call %r failed, loading the log: %s", call_id, exc)
+            return None
+        return snap
+
+    def put_snapshot(self, call_id: str, snap: Snapshot) -> Flow[None]:
+        backend = self.deciding.backend
+        if backend.capabilities.snapshots:
+            try:
+                yield call(backend, "put_snapshot", call_id, snap)
+            except BackendUnavailable as exc:  # a snapshot only makes the next resume faster
+                log.warning("writing a snapshot of call %r failed: %s", call_id, exc)
+
+    def renew(self, call_id: str, epoch: int, lease_until: float) -> Flow[CallMeta | None]:
+        meta: CallMeta | None = yield call(self.deciding.backend, "renew", call_id, epoch, lease_until)
+        return meta
+
+    def list_calls(self, tenant: str | None, after: str | None, limit: int) -> Flow[list[tuple[str, CallMeta]]]:
+        got: list[tuple[str, CallMeta]] = yield call(self.deciding.backend, "list_calls", tenant, after, limit)
+        return got
+
+    def load_at(self, call_id: str, seq: int) -> Flow[StoredEvent | None]:
+        """One event of the call from the deciding tier, or None."""
+        got = yield call(self.deciding.backend, "load", call_id, seq, seq)
+        return got[0] if got else None
+
     def load_first(self, call_id: str) -> Flow[StoredEvent | None]:
         """The call's first event (CallStarted) from the deciding tier, or None."""
         got = yield call(self.deciding.backend, "load", call_id, 1, 1)
@@ -143,24 +191,25 @@ class Tiers:
         expected_seq: int,
         expected_epoch: int | None,
         expected_head: bytes | None,
+        update: MetaUpdate | None,
     ) -> Flow[AppendResult]:
         res: AppendResult = yield call(
-            self.deciding.backend, "append", call_id, events, expected_seq, expected_epoch, expected_head
+            self.deciding.backend, "append", call_id, events, expected_seq, expected_epoch, expected_head, update
         )
         if res.status == "ok":
             for tier in self.hot:
-                yield from self._fill(tier, call_id, events)
+                yield from self._fill(tier, call_id, events, update)
             if self.writer is not None:
-                self.writer.enqueue(call_id, events)
+                self.writer.enqueue(call_id, events, update)
         return res
 
-    def _fill(self, tier: Tier, call_id: str, events: list[StoredEvent]) -> Flow[None]:
+    def _fill(self, tier: Tier, call_id: str, events: list[StoredEvent], update: MetaUpdate | None) -> Flow[None]:
         # A cache never decides: failing to fill it loses nothing (the deciding tier has it).
         try:
-            hw = yield call(tier.backend, "write_at", call_id, events)
+            hw = yield call(tier.backend, "write_at", call_id, events, update)
             if hw < events[0].seq - 1:
                 missing = yield call(self.deciding.backend, "load", call_id, hw + 1, events[0].seq - 1)
-                yield call(tier.backend, "write_at", call_id, missing + events)
+                yield call(tier.backend, "write_at", call_id, missing + events, update)
         except BackendUnavailable as exc:
             log.warning("hot tier %s missed seqs %d-%d: %s", tier.url, events[0].seq, events[-1].seq, exc)
 
@@ -189,6 +238,35 @@ class Tiers:
             yield call(tier.backend, "close")
 
 
+class Poller:
+    """``wait_for`` for a backend without native watching: its metadata, polled with backoff."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def wait_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
+        deadline = time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            meta = self.backend.get_meta(call_id)
+            left = deadline - time.monotonic()
+            if meta is None or meta.seq > after or left <= 0:
+                return meta
+            time.sleep(min(backoff, left))
+            backoff = min(backoff * 2, 0.05)
+
+    async def await_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
+        deadline = time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            meta = await self.backend.aget_meta(call_id)
+            left = deadline - time.monotonic()
+            if meta is None or meta.seq > after or left <= 0:
+                return meta
+            await asyncio.sleep(min(backoff, left))
+            backoff = min(backoff * 2, 0.05)
+
+
 class BehindWriter:
     """Writes behind tiers in the background, in seq order, batched, idempotently.
 
@@ -203,7 +281,7 @@ class BehindWriter:
     def __init__(self, tiers: Tiers, limit: int) -> None:
         self._tiers = tiers
         self._limit = limit
-        self._queue: deque[tuple[str, list[StoredEvent]]] = deque()
+        self._queue: deque[tuple[str, list[StoredEvent], MetaUpdate | None]] = deque()
         self._queued = 0
         self._dirty: set[str] = set()
         self._busy = 0
@@ -218,13 +296,13 @@ class BehindWriter:
             self._thread = threading.Thread(target=self._run, name="voicestate-behind", daemon=True)
             self._thread.start()
 
-    def enqueue(self, call_id: str, events: list[StoredEvent]) -> None:
+    def enqueue(self, call_id: str, events: list[StoredEvent], update: MetaUpdate | None = None) -> None:
         with self._cond:
             if self._queued + len(events) > self._limit:
                 self.dropped += len(events)
                 self._dirty.add(call_id)
             else:
-                self._queue.append((call_id, events))
+                self._queue.append((call_id, events, update))
                 self._queued += len(events)
             self._start()
             self._cond.notify()
@@ -238,9 +316,9 @@ class BehindWriter:
     def forget(self, call_id: str) -> None:
         with self._cond:
             self._dirty.discard(call_id)
-            kept = [(c, evs) for c, evs in self._queue if c != call_id]
+            kept = [q for q in self._queue if q[0] != call_id]
             self._queue = deque(kept)
-            self._queued = sum(len(evs) for _, evs in kept)
+            self._queued = sum(len(q[1]) for q in kept)
 
     def pending(self) -> int:
         with self._cond:
@@ -283,16 +361,19 @@ class BehindWriter:
                     self._cond.wait()
                 if self._stopping and not (self._queue or self._dirty):
                     return
-                batch: dict[str, list[StoredEvent]] = {}
-                while self._queue and sum(len(v) for v in batch.values()) < 512:
-                    call_id, events = self._queue.popleft()
+                batch: dict[str, tuple[list[StoredEvent], MetaUpdate | None]] = {}
+                size = 0
+                while self._queue and size < 512:
+                    call_id, events, update = self._queue.popleft()
                     self._queued -= len(events)
-                    batch.setdefault(call_id, []).extend(events)
+                    size += len(events)
+                    held = batch.get(call_id)
+                    batch[call_id] = (events, update) if held is None else (held[0] + events, update or held[1])
                 dirty, self._dirty = self._dirty, set()
                 self._busy = len(batch) + len(dirty)
             failed: set[str] = set()
-            for call_id, events in batch.items():
-                if not self._write(call_id, events):
+            for call_id, (events, update) in batch.items():
+                if not self._write(call_id, events, update):
                     failed.add(call_id)
             for call_id in dirty - failed:
                 if not self._backfill(call_id):
@@ -311,10 +392,10 @@ class BehindWriter:
             else:
                 backoff = 0.01
 
-    def _write(self, call_id: str, events: list[StoredEvent]) -> bool:
+    def _write(self, call_id: str, events: list[StoredEvent], update: MetaUpdate | None) -> bool:
         for tier in self._tiers.behind:
             try:
-                hw = tier.backend.write_at(call_id, events)
+                hw = tier.backend.write_at(call_id, events, update)
                 if hw < events[-1].seq:
                     return self._backfill(call_id)
             except Exception as exc:  # the tier is down: backfill later
@@ -324,15 +405,29 @@ class BehindWriter:
         return True
 
     def _backfill(self, call_id: str) -> bool:
+        """Make each behind tier hold the deciding tier's log: what it lacks, and, where its copy
+        is not the same log (compared by chain value, not only by length), the whole log again."""
+        deciding = self._tiers.deciding.backend
         try:
-            meta = self._tiers.deciding.backend.get_meta(call_id)
-            if meta is None:
-                return True
+            meta = deciding.get_meta(call_id)
             for tier in self._tiers.behind:
-                hw = tier.backend.high_water(call_id)
+                if meta is None:
+                    if tier.backend.get_meta(call_id) is not None:
+                        tier.backend.delete(call_id)  # deleted (or expired) where it is decided
+                    continue
+                theirs = tier.backend.get_meta(call_id)
+                hw = 0 if theirs is None else theirs.seq
+                if hw > meta.seq:
+                    tier.backend.delete(call_id)  # longer than the truth: a stale copy
+                    hw = 0
+                elif hw:
+                    mine = deciding.load(call_id, hw, hw)
+                    if not mine or mine[0].chain != theirs.head:  # type: ignore[union-attr]
+                        tier.backend.delete(call_id)
+                        hw = 0
+                update = MetaUpdate.keep(meta, meta.active_at)
                 if hw < meta.seq:
-                    missing = self._tiers.deciding.backend.load(call_id, hw + 1, meta.seq)
-                    tier.backend.write_at(call_id, missing)
+                    tier.backend.write_at(call_id, deciding.load(call_id, 1 if hw == 0 else hw + 1, meta.seq), update)
             return True
         except Exception as exc:
             self.failures += 1

@@ -37,9 +37,15 @@ def _args(values: Any) -> str:
     return json.dumps(values, ensure_ascii=False)
 
 
+# The writer shown for an event stored without an agent: only a write from outside the
+# owner (``store.append`` of a Note, a tool result or cancel, or CallEnded, with no
+# ``agent=``) has none, since a session stamps its own agent on what it records.
+OUTSIDE = "(outside)"
+
+
 def describe(ev: Event, state: CallState | None = None) -> tuple[str, str, list[str]]:
-    """(who, what, detail lines) for one event."""
-    who = ev.agent or "?"
+    """(who, what, detail lines) for one event; who is the event's agent, else OUTSIDE."""
+    who = ev.agent or OUTSIDE
     if isinstance(ev, UserSpoke):
         extra = "" if ev.final else " (interim)"
         return "caller", "says", [_q(ev.text) + extra]

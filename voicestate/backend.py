@@ -10,7 +10,7 @@ the suites of :mod:`voicestate.testing`. See docs/writing-a-backend.md.
 
 from __future__ import annotations
 
-from ._backend import OK, AppendResult, Backend, CallMeta, Capabilities, StoredEvent
+from ._backend import OK, AppendResult, Backend, CallMeta, Capabilities, MetaUpdate, Snapshot, StoredEvent
 from ._codec import CHAIN_BYTES, chain_next, genesis, verify_chain
 from ._open import BackendFactory, open_backend
 from ._public import publish
@@ -23,6 +23,8 @@ __all__ = [
     "BackendFactory",
     "CallMeta",
     "Capabilities",
+    "MetaUpdate",
+    "Snapshot",
     "StoredEvent",
     "chain_next",
     "genesis",

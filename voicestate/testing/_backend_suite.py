@@ -13,6 +13,7 @@ from .._backend import Backend
 from .._codec import genesis, verify_chain
 from .._events import CallEnded, CallStarted, Note, OwnerChanged
 from .._open import open_tier
+from ._backend_grown import GrownBackendConformance, GrownMultiProcessConformance
 from ._helpers import make_events, spawn, started
 
 
@@ -36,7 +37,7 @@ def _proc_append(url: str, call_id: str, n: int) -> Any:
         backend.close()
 
 
-class BackendConformance:
+class BackendConformance(GrownBackendConformance):
     """Subclass and provide a ``store_url`` fixture naming a fresh, empty store."""
 
     @pytest.fixture
@@ -252,7 +253,7 @@ class BackendConformance:
         _assert_chained("c1", log)
 
 
-class MultiProcessBackendConformance(BackendConformance):
+class MultiProcessBackendConformance(GrownMultiProcessConformance, BackendConformance):
     """For backends several OS processes share (``capabilities.shared_across_processes``)."""
 
     def test_declares_shared_across_processes(self, backend: Backend) -> None:

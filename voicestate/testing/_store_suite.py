@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
+import attrs
 import pytest
 
 from .._errors import CallNotFound, FencedError, InvalidEvent, OwnershipError, PacketError
@@ -23,6 +24,7 @@ from .._events import (
 from .._open import open_store
 from .._store import Store
 from ._helpers import spawn
+from ._store_grown import GrownStoreConformance
 
 KEYS = "t1:conformance-secret-0123456789"
 
@@ -33,7 +35,7 @@ def _all_tiers_hold(store: Store, call_id: str, text: str) -> list[str]:
     return [tier.url for tier in store.tiers.all if any(needle in e.data for e in tier.backend.load(call_id))]
 
 
-class StoreConformance:
+class StoreConformance(GrownStoreConformance):
     """Subclass and provide a ``store_url`` fixture naming a fresh, empty store."""
 
     @pytest.fixture
@@ -152,7 +154,7 @@ class StoreConformance:
     def test_takeover(self, store: Store) -> None:
         s = self._triage(store)
         packet = s.handoff(to="billing")
-        w = store.resume("call-1", agent="recovery", takeover=True)
+        w = store.resume("call-1", agent="recovery", takeover=True, force=True)
         assert (w.state.owner, w.state.epoch, w.state.pending_handoff) == ("recovery", 2, None)
         with pytest.raises(OwnershipError, match="took over"):
             store.resume(packet, agent="billing")
@@ -162,9 +164,9 @@ class StoreConformance:
 
     def test_takeover_from_a_stale_epoch_fails(self, store: Store) -> None:
         self._triage(store)
-        store.resume("call-1", agent="w0", takeover=True, from_epoch=1)
+        store.resume("call-1", agent="w0", takeover=True, from_epoch=1, force=True)
         with pytest.raises(OwnershipError, match="took it over already"):
-            store.resume("call-1", agent="w1", takeover=True, from_epoch=1)
+            store.resume("call-1", agent="w1", takeover=True, from_epoch=1, force=True)
         assert store.load("call-1").owner == "w0"
 
     def test_zombie_owner_is_fenced_everywhere(self, store: Store) -> None:
@@ -183,7 +185,7 @@ class StoreConformance:
         with pytest.raises(FencedError, match="ended"):
             s.record(Note("late"))
         with pytest.raises(OwnershipError, match="ended"):
-            store.resume("call-1", agent="x", takeover=True)
+            store.resume("call-1", agent="x", takeover=True, force=True)
         assert store.append("call-1", CallEnded("again")) == seq  # a repeated hang-up is a no-op
         st = store.load("call-1")
         assert (st.status, st.owner, st.seq) == ("ended", None, seq)
@@ -333,8 +335,16 @@ class MultiProcessStoreConformance(StoreConformance):
         st = store.load("call-1")
         assert (st.owner, st.epoch, len(st.notes)) == ("billing", 2, 1)
 
-    def test_two_processes_take_over(self, store: Store, store_url: str) -> None:
+    def _dead_owner(self, store: Store) -> Any:
+        """The triage owner, whose lease (short here) has run out: it stopped renewing."""
+        store.config = attrs.evolve(store.config, lease=0.2)
         s = self._triage(store)
+        time.sleep(0.25)
+        store.config = attrs.evolve(store.config, lease=10.0)
+        return s
+
+    def test_two_processes_take_over(self, store: Store, store_url: str) -> None:
+        s = self._dead_owner(store)
         # both were sent for the owner that died at epoch 1
         results = spawn(_proc_resume, [(store_url, "call-1", f"w{i}", True, 1) for i in range(2)])
         assert sorted(r[0] for r in results) == ["lost", "won"], results
@@ -342,6 +352,21 @@ class MultiProcessStoreConformance(StoreConformance):
         assert st.epoch == 2 and st.owner in ("w0", "w1")
         with pytest.raises(FencedError):
             s.record(Note("zombie"))
+
+    def test_recovery_workers_without_from_epoch_do_not_depose_each_other(self, store: Store, store_url: str) -> None:
+        # The winner's OwnerChanged carries a fresh lease: a later worker is refused by it.
+        for round_ in range(3):
+            call_id = f"call-r{round_}"
+            store.config = attrs.evolve(store.config, lease=0.2)
+            self._triage(store, call_id)
+            time.sleep(0.25)
+            store.config = attrs.evolve(store.config, lease=10.0)
+            results = spawn(_proc_resume, [(store_url, call_id, f"w{i}", True) for i in range(3)])
+            assert sorted(r[0] for r in results) == ["lost", "lost", "won"], results
+            st = store.load(call_id)
+            assert st.epoch == 2, "a second recovery worker deposed the first"
+        late = spawn(_proc_resume, [(store_url, "call-r0", "late", True)])
+        assert late == [("lost", "OwnershipError")]
 
     def test_append_retried_from_other_processes(self, store: Store, store_url: str) -> None:
         self._triage(store)

@@ -1,0 +1,74 @@
+"""Waking the watchers of a backend's calls: sync ones on a condition, async
+ones through their own event loops (an append may come from any thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+class Waiters:
+    """Per backend. ``gen`` counts notifications, so a watcher that read the call
+    before waiting cannot miss an append made in between."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.gen = 0
+        self.active = 0  # sync waiters + registered futures: appends skip notify() when 0
+        self._futures: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    def notify(self, call_id: str) -> None:
+        with self._cond:
+            self.gen += 1
+            self._cond.notify_all()
+            waiting = self._futures.pop(call_id, None)
+            if waiting:
+                self.active -= len(waiting)
+        for loop, fut in waiting or ():
+            loop.call_soon_threadsafe(_wake, fut)
+
+    def wait(self, gen: int, timeout: float) -> None:
+        """Block until a notification after ``gen`` or ``timeout``."""
+        with self._cond:
+            if self.gen != gen:
+                return
+            self.active += 1
+            try:
+                self._cond.wait(timeout)
+            finally:
+                self.active -= 1
+
+    def future(self, call_id: str) -> asyncio.Future[None]:
+        """A future set at the next notification for ``call_id`` (register before reading)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            self._futures.setdefault(call_id, []).append((loop, fut))
+            self.active += 1
+        return fut
+
+    def discard(self, call_id: str, fut: asyncio.Future[None]) -> None:
+        with self._cond:
+            waiting = self._futures.get(call_id)
+            if waiting is None:
+                return
+            kept = [w for w in waiting if w[1] is not fut]
+            self.active -= len(waiting) - len(kept)
+            if kept:
+                self._futures[call_id] = kept
+            else:
+                del self._futures[call_id]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def wait_future(fut: asyncio.Future[None], timeout: float) -> bool:
+    """Wait for ``fut`` at most ``timeout`` seconds; True if it was set."""
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), timeout)
+    except TimeoutError:
+        return False
+    return True
