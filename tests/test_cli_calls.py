@@ -59,7 +59,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _rows(out: str) -> dict[str, list[str]]:
     """The table's rows by call id: columns split on runs of two or more spaces."""
     lines = out.splitlines()
-    assert lines[0].split() == ["CALL", "STATUS", "OWNER", "EPOCH", "SEQ", "LAST", "ACTIVE", "LEASE", "PENDING", "HANDOFF"]
+    header = ["CALL", "STATUS", "OWNER", "EPOCH", "SEQ", "LAST ACTIVE", "LEASE", "PENDING HANDOFF"]
+    assert re.split(r"\s{2,}", lines[0].strip()) == header
     rows = [re.split(r"\s{2,}", line.strip()) for line in lines[1:] if line.startswith("call-")]
     return {r[0]: r for r in rows}
 

@@ -13,7 +13,7 @@ import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -810,3 +810,46 @@ def test_deciding_tier_loses_the_reply(opener: Any, flaky: Any, files: Files) ->
     assert hot(store).load("call-lr") == log
     s.flush(all_tiers=True)
     assert behind(store).load("call-lr") == log
+
+
+# --- 10. deletion and re-creation across tiers (Core IV) -------------------------------------
+
+
+def test_a_late_behind_queue_never_brings_a_deleted_call_back(opener: Any, flaky: Any, files: Files) -> None:
+    url, slow = flaky(open_backend(f"sqlite:///{files.archive}"))
+    writer = opener(fresh_memory(), files.decide_url, f"{url}?write=behind")
+    other = opener(fresh_memory(), files.decide_url, files.archive_url)
+    for run in range(10):
+        call_id = f"call-del-{run}"
+        s = triage(writer, call_id)
+        s.flush(all_tiers=True)
+        slow.delay = 0.05  # the next batch is still queued (or being written) when the call goes
+        for i in range(3):
+            s.record(UserSpoke(f"late {i}"))
+        assert other.delete(call_id) is True  # from every tier, the behind one included
+        writer.tiers.writer.drain(10)  # type: ignore[union-attr]
+        slow.delay = 0.0
+        assert stored_log(files.archive, call_id) == [], f"run {run}: the behind tier resurrected the call"
+        assert deciding(other).get_meta(call_id) is None
+        with pytest.raises(vs.CallNotFound):
+            other.load(call_id)
+
+
+def test_a_recreated_call_replaces_the_old_log_in_the_behind_tier(opener: Any, files: Files) -> None:
+    full = opener(*files.urls())
+    old = triage(full, "call-re")
+    for i in range(4):
+        old.record(UserSpoke(f"old {i}"))
+    old.flush(all_tiers=True)
+    assert behind(full).high_water("call-re") == old.seq
+    # another process, configured without the archive, deletes the call and creates it anew
+    bare = opener(fresh_memory(), files.decide_url)
+    assert bare.delete("call-re")
+    bare.open("call-re", agent="triage").record(UserSpoke("a new call"))
+    assert behind(full).load("call-re") != deciding(full).load("call-re")
+    s = full.resume("call-re", agent="recovery", takeover=True, force=True)  # its barrier backfills
+    s.flush(all_tiers=True)
+    archived = stored_log(files.archive, "call-re")
+    assert archived == deciding(full).load("call-re")
+    assert_full_log(archived, "call-re", s.seq)
+    assert not any(b"old " in e.data for e in archived)

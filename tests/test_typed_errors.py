@@ -10,7 +10,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import msgpack
@@ -449,28 +449,36 @@ def test_invalid_argument_is_config_error_and_type_error() -> None:
 
 
 @attrs.frozen
-class NotRegistered(vs.Event):
-    TYPE = "tests.typed_errors.NotRegistered"
-    text: str = ""
+class NoTypeOfItsOwn(vs.Event):
+    text: str = ""  # TYPE inherited: it would be stored as "Event"
 
 
 @attrs.frozen
 class SpokeSubclass(vs.UserSpoke):
-    mood: str = ""
+    mood: str = ""  # TYPE inherited: it would be stored as a UserSpoke
+
+
+@attrs.frozen
+class Impostor(vs.Event):
+    TYPE: ClassVar[str] = "Note"  # another class's TYPE
+    text: str = ""
 
 
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: NotRegistered(text="x"),
+        lambda: NoTypeOfItsOwn(text="x"),
         lambda: SpokeSubclass("hi", mood="calm"),
-        lambda: (vs.Note("a"), NotRegistered()),
+        lambda: Impostor(text="x"),
+        lambda: (vs.Note("a"), NoTypeOfItsOwn()),
     ],
-    ids=["plugin-type", "subclass-of-a-core-type", "in-a-batch"],
+    ids=["no-type", "subclass-of-a-core-type", "another-class-type", "in-a-batch"],
 )
-def test_unregistered_event_class_is_refused(store: vs.Store, make: Callable[[], Any]) -> None:
+def test_event_class_that_would_be_stored_as_another_type(store: vs.Store, make: Callable[[], Any]) -> None:
     s = _session(store)
     _refused(store, s, make, vs.InvalidEvent, "register_event_type")
+    with pytest.raises(vs.InvalidEvent, match="TYPE"):
+        encode_event(_as_tuple(make())[-1])
 
 
 def test_unregistered_note_subclass_through_append(store: vs.Store) -> None:
@@ -479,23 +487,51 @@ def test_unregistered_note_subclass_through_append(store: vs.Store) -> None:
         pass
 
     _session(store)
-    with nothing_changes(store, "c1"), pytest.raises(vs.InvalidEvent, match="register_event_type"):
+    with nothing_changes(store, "c1"), pytest.raises(vs.InvalidEvent, match="TYPE of its own"):
         store.append("c1", LateNote("x"))
 
 
 def test_a_class_refused_before_registration_is_accepted_after(store: vs.Store) -> None:
     @attrs.frozen
-    class Late(vs.Event):
-        TYPE = "tests.typed_errors.Late"
+    class TypedErrorsLate(vs.Event):
         text: str = ""
 
     s = _session(store)
-    with pytest.raises(vs.InvalidEvent, match="register_event_type"):
-        s.record(Late(text="x"))
-    vsp.register_event_type(Late)
-    seq = s.record(Late(text="now known"))
+    with pytest.raises(vs.InvalidEvent, match="TYPE of its own"):
+        s.record(TypedErrorsLate(text="x"))
+    vsp.register_event_type(TypedErrorsLate)  # registered under its class name
+    seq = s.record(TypedErrorsLate(text="now known"))
     stored = store.events("c1")[-1]
-    assert isinstance(stored, Late) and stored.text == "now known" and stored.seq == seq
+    assert isinstance(stored, TypedErrorsLate) and stored.text == "now known" and stored.seq == seq
+
+
+def test_a_type_of_its_own_not_yet_registered_is_kept_intact(store: vs.Store) -> None:
+    # a writer without the plugin loaded: stored under its own TYPE, read back intact
+    @attrs.frozen
+    class Escalation(vs.Event):
+        TYPE: ClassVar[str] = "tests.typed_errors.Escalation"
+        level: int = 1
+
+    s = _session(store)
+    s.record(Escalation(level=3))
+    back = store.events("c1")[-1]
+    assert isinstance(back, vs.UnknownEvent)
+    assert (back.type_name, dict(back.fields)) == ("tests.typed_errors.Escalation", {"level": 3})
+
+
+def test_event_class_with_a_field_of_no_stored_type(store: vs.Store) -> None:
+    @attrs.frozen
+    class Odd(vs.Event):
+        TYPE: ClassVar[str] = "tests.typed_errors.Odd"
+        tags: set[str] = attrs.field(factory=set)
+
+    s = _session(store)
+    _refused(store, s, lambda: Odd(tags={"a"}), vs.InvalidEvent, "names no stored type")
+
+
+def test_something_that_is_not_an_event() -> None:
+    with pytest.raises(vs.InvalidEvent, match="not an event"):
+        encode_event(123)  # type: ignore[arg-type]
 
 
 def test_the_bare_event_base_class_is_refused(store: vs.Store) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._calls import CallInfo
 from ._context import ContextPolicy, parse_context
 from ._errors import (
     BackendUnavailable,
@@ -55,7 +56,6 @@ from ._packet import HandoffPacket
 from ._public import publish
 from ._session import Session
 from ._state import CallState, ToolCall, Turn
-from ._calls import CallInfo
 from ._store import Opening, Store
 
 try:

@@ -97,7 +97,7 @@ def _cut_turn_text(ref: int | str | None, batch: Sequence[Event], folder: Folder
     if not isinstance(ref, int):  # a seq names a stored turn only
         for b in reversed(batch):
             if type(b) is AgentSpoke and (ref is None or ref == b.id):
-                return b.text  # type: ignore[attr-defined, no-any-return]
+                return b.text
     turn = folder.agent_turn(ref)
     return None if turn is None else turn.text
 

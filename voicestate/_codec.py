@@ -194,7 +194,7 @@ def _check_extra(type_name: str, key: object, value: Any) -> None:
     if not isinstance(key, str):
         raise InvalidEvent(f"{type_name}: field name {key!r:.60} is not a string")
     if not text_ok(key):
-        raise bad_text(key, f"{type_name}: field name {ascii(key):.60}")
+        raise bad_text(key, f"{type_name}: field name {key!a:.60}")
     check_field(type_name, key, JSON, value)
 
 
@@ -207,7 +207,11 @@ def encode_event(event: Event, agent: str | None = None) -> bytes:
     cls = type(event)
     enc = _ENCODERS.get(cls)
     if enc is None:
-        enc = _ENCODERS[cls] = _compile_encoder(_registered(cls))
+        try:
+            enc = _compile_encoder(_encodable(cls))
+        except TypeError as exc:  # a field annotated with no stored type (see field_kinds)
+            raise InvalidEvent(str(exc)) from None
+        _ENCODERS[cls] = enc
     try:
         return enc(event, agent)
     except UnicodeEncodeError:  # a lone surrogate: find and name the field
@@ -217,19 +221,33 @@ def encode_event(event: Event, agent: str | None = None) -> bytes:
         raise InvalidEvent(f"{cls.TYPE} {event.id!r}: its text cannot be encoded as UTF-8") from None
 
 
-def _registered(cls: type[Event]) -> type[Event]:
-    """``cls`` if the codec knows it (registered, or UnknownEvent), else InvalidEvent saying how."""
-    if cls is UnknownEvent or (isinstance(cls, type) and event_class(getattr(cls, "TYPE", "")) is cls):
+def _encodable(cls: type[Event]) -> type[Event]:
+    """``cls`` if it names a type of its own on the wire, else InvalidEvent saying what to do.
+
+    A registered class is; so is an unregistered one with a ``TYPE`` of its own
+    (a plugin this process has not loaded: stored under that name, read back
+    intact, as UnknownEvent until the plugin registers it). Refused: the bare
+    ``Event`` base class, and a subclass without a ``TYPE`` of its own or with
+    another class's, which would be stored as an event of another type.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Event)):
+        raise InvalidEvent(f"not an event: {cls.__name__} (record vs.UserSpoke(...), vs.Note(...), ...)")
+    if cls is UnknownEvent or event_class(cls.TYPE) is cls:
         return cls
     if cls is Event:
         raise InvalidEvent(
             "vs.Event is the base class of events, not an event: record UserSpoke, AgentSpoke, Note, ... "
-            "or a registered event type of your own"
+            "or an event type of your own (voicestate.plugins.register_event_type)"
         )
+    own = cls.__dict__.get("TYPE")
+    known = event_class(cls.TYPE)
+    if isinstance(own, str) and own and known is None:
+        return cls
+    why = f"has no TYPE of its own (it inherits {cls.TYPE!r})" if not own else f"has the TYPE of {known!r}"
     raise InvalidEvent(
-        f"{cls.__qualname__} is not a registered event type (its TYPE {getattr(cls, 'TYPE', None)!r} names "
-        f"{event_class(getattr(cls, 'TYPE', '')) or 'no class'}): register it with "
-        "voicestate.plugins.register_event_type (or a register_event_types hook) and give it its own TYPE"
+        f"{cls.__qualname__} {why}, so it would be stored as another type of event: give it its own, "
+        "TYPE: ClassVar[str] = 'yourorg.Name', and register it with voicestate.plugins.register_event_type "
+        "(or a register_event_types hook)"
     )
 
 

@@ -38,7 +38,7 @@ def register_all(register: Callable[..., None]) -> None:
     register(
         "calls",
         run_calls,
-        help="list a store's calls: status, owner, epoch, lease, pending handoff",
+        help="list a store's calls: owner, lease, pending handoff",
         configure=_calls_args,
     )
     register(
@@ -229,7 +229,8 @@ def run_calls(args: argparse.Namespace) -> int:
 
     p.say(line(header), "title")
     for info, row in zip(infos, rows, strict=True):
-        p.say(line(row), "warn" if info.stale else "dim" if info.status == "ended" else None)
+        stale = info.status == "active" and info.lease_until <= now  # as the lease column says
+        p.say(line(row), "warn" if stale else "dim" if info.status == "ended" else None)
     if more:
         p.say(f"(the first {len(infos)}; more {wanted} match: raise --limit to list them)", "dim")
     return 0

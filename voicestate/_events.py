@@ -380,7 +380,7 @@ def _check_json(value: Any, path: str, depth: int = 0) -> None:
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:
-            raise InvalidEvent(f"{path}: integer {value} does not fit 64 bits")
+            raise InvalidEvent(f"{path}: integer {value!r:.40} does not fit 64 bits")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -391,7 +391,7 @@ def _check_json(value: Any, path: str, depth: int = 0) -> None:
             if not isinstance(k, str):
                 raise InvalidEvent(f"{path}: key {k!r:.60} is not a string")
             if not text_ok(k):
-                raise bad_text(k, f"{path}: key {ascii(k):.60}")
+                raise bad_text(k, f"{path}: key {k!a:.60}")
             _check_json(v, f"{path}.{k}", depth + 1)
         return
     if isinstance(value, (list, tuple)):

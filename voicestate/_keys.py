@@ -43,15 +43,17 @@ class KeyRing:
     def missing_key(self, what: str, kid: str) -> str:
         """Why a ``what`` ("packet", "token") signed with ``kid`` cannot be verified here, and what to configure."""
         example = kid if isinstance(kid, str) and _KID.match(kid) else "kid"
-        how = f"open_store(signing_keys=\"{example}:<secret>\") or {ENV_VAR}=\"{example}:<secret>\""
+        how = f'open_store(signing_keys="{example}:<secret>") or {ENV_VAR}="{example}:<secret>"'
         if not self.configured:
-            own = f" (only its random per-process key {self.current!r}, which no other process has)" if self.keys else ""
+            own = (
+                f" (only its random per-process key {self.current!r}, which no other process has)" if self.keys else ""
+            )
             return (
-                f"{what} signed with key {kid!r}, but this receiver has no signing keys configured{own}: "
+                f"{what} signed with key {kid!r:.60}, but this receiver has no signing keys configured{own}: "
                 f"configure the sender's keys here too, {how}"
             )
         return (
-            f"{what} signed with key {kid!r}, which this receiver does not have (it knows {sorted(self.keys)}); "
+            f"{what} signed with key {kid!r:.60}, which this receiver does not have (it knows {sorted(self.keys)}); "
             f"add the sender's key to this receiver's keys: {how}"
         )
 

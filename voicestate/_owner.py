@@ -371,7 +371,12 @@ class OwnerLog:
         if self.fenced:
             return  # nothing of it can be stored any more (its queue is in ``discarded``)
         if self._queue:
-            yield from self._flush_queue()
+            try:
+                yield from self._flush_queue()
+            except FencedError:
+                if self.fenced:  # a barrier is no owner write: the queue went to ``discarded``
+                    return
+                raise
         yield from self._tiers.barrier(self.call_id, all_tiers, self.store.config.barrier_timeout)
 
     def _maybe_snapshot(self, force: bool = False) -> Flow[None]:

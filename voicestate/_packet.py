@@ -340,7 +340,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise ValueError(f"duplicate key {k!r}")
+            raise ValueError(f"duplicate key {k!r:.60}")
         out[k] = v
     return out
 
@@ -354,12 +354,14 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
         raise PacketError("malformed", "a packet is a map")
     version = raw.get("v")
     if _is_int(version) and version != PACKET_VERSION:
-        raise PacketError("unsupported_version", f"packet version {version}; this voicestate reads {PACKET_VERSION}")
+        raise PacketError(
+            "unsupported_version", f"packet version {version!r:.40}; this voicestate reads {PACKET_VERSION}"
+        )
     if set(raw) != set(_FIELDS):
         missing, extra = set(_FIELDS) - set(raw), set(raw) - set(_FIELDS)
         # (repr as the sort key: msgpack map keys may mix str and bytes)
-        unexpected = sorted(extra, key=repr)[:20]
-        raise PacketError("malformed", f"packet fields differ: missing {sorted(missing)}, unexpected {unexpected}")
+        unexpected = ", ".join(repr(k)[:60] for k in sorted(extra, key=repr)[:20])
+        raise PacketError("malformed", f"packet fields differ: missing {sorted(missing)}, unexpected [{unexpected}]")
 
     def get(name: str, check: Any, what: str) -> Any:
         value = raw[name]
@@ -368,7 +370,7 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
             if isinstance(value, str) and not text_ok(value):
                 got = "text with a lone surrogate"
             elif _is_int(value) and value > MAX_SEQ:
-                got = f"int {value} (at most {MAX_SEQ})"
+                got = f"int {value!r:.40} (at most {MAX_SEQ})"
             raise PacketError("malformed", f"{name} must be {what}, got {got}")
         return value
 
@@ -415,7 +417,7 @@ def _from_map(raw: Any, *, binary: bool, ring: KeyRing | None) -> HandoffPacket:
     try:  # plain data, as HandedOff.data is: bounded depth, string keys, 64-bit integers, valid text
         check_field("packet", "data", JSON_MAP, data)
     except InvalidEvent as exc:
-        raise PacketError("malformed", str(exc)) from None
+        raise PacketError("malformed", str(exc)[:300]) from None
     digest_raw = raw["digest"]
     digest = None if digest_raw is None else blob("digest", digest_raw)
     if digest is not None and len(digest) != 32:

@@ -278,7 +278,8 @@ def mask_heard(heard: str, turn: str) -> str:
     off part way, which the Luhn check cannot recognise), those digits become
     the turn's mask, so ``heard`` stays a prefix of the stored turn. Should
     ``heard`` part from the turn's text before a masked number, every run of 4
-    or more digits after that point is masked the same way.
+    or more digits after that point is masked the same way (``_checks`` then
+    refuses it as not a prefix, and its error quotes the masked text).
     """
     if MASK_PREFIX not in turn or not heard:
         return heard

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,7 +15,7 @@ from ._backend import OK, StoredEvent
 from ._codec import PENDING, encode_event
 from ._context import ContextPolicy
 from ._errors import BackendUnavailable, CallNotFound, FencedError, VoiceStateError
-from ._events import AgentSpoke, CallEnded, Event, UserSpoke
+from ._events import AgentSpoke, Event, UserSpoke
 from ._handoff import handoff_event
 from ._io import Flow, arun, run
 from ._owner import OwnerLog
@@ -184,6 +184,8 @@ class Session(OwnerLog):
         await asyncio.sleep(0)  # let the caller queue a burst first: one append for all
         try:
             await self._arun(self._flush_queue)
+        except FencedError:
+            pass  # the queue is in ``discarded``; owner writes now fail by themselves, end() is a no-op
         except Exception as exc:  # surfaced at the next arecord/aflush/handoff
             self._error = exc
 
@@ -208,14 +210,12 @@ class Session(OwnerLog):
 
     async def awatch(self) -> AsyncIterator[Event]:
         """Yield what other writers store (notes, tool results, a new owner, the hang-up) as it is
-        stored, folding it into ``state`` first; ends after ``CallEnded`` or when the call is deleted."""
-        while True:
+        stored, folding it into ``state`` first; ends after ``CallEnded`` (at once if the call has
+        ended already) or when the call is deleted."""
+        while self._folder.status != "ended" and not self._gone:
             seq = self._confirmed()[0]
             meta = await arun(self._tiers.wait_for(self.call_id, seq, _WATCH_SLICE))
-            if meta is None:
-                self._gone = True
-                return
-            if meta.seq == seq:
+            if meta is not None and meta.seq == seq and not meta.ended:
                 continue
             try:
                 events = await self._arun(self._absorb)
@@ -223,8 +223,26 @@ class Session(OwnerLog):
                 return
             for ev in events:
                 yield ev
-                if type(ev) is CallEnded:
-                    return
+
+    def watch(self, timeout: float | None = None) -> Iterator[Event]:
+        """Sync twin of :meth:`awatch`; ``timeout``: seconds to wait for the next event before
+        raising TimeoutError (None: no limit)."""
+        while self._folder.status != "ended" and not self._gone:
+            seq = self._confirmed()[0]
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
+                if left <= 0:
+                    raise TimeoutError(f"nothing stored in call {self.call_id!r} after seq {seq} within {timeout:g} s")
+                self._sync_guard()
+                meta = run(self._tiers.wait_for(self.call_id, seq, left))
+                if meta is None or meta.seq != seq or meta.ended:
+                    break
+            try:
+                events = self._run(self._absorb())
+            except (CallNotFound, FencedError):
+                return
+            yield from events
 
     def refresh(self) -> CallState:
         """Fold in what others appended (notes, tool results, a new owner) and return the state."""

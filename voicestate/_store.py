@@ -370,6 +370,7 @@ class _Cursor:
         self.chain: bytes | None = genesis(call_id) if after == 0 else None
         self.checked = False
         self.found = False
+        self.done = False
 
     def next(self, timeout: float | None) -> Flow[list[Event] | None]:
         """The events after the cursor, once there are some; None once the call is gone."""
@@ -383,8 +384,10 @@ class _Cursor:
             if meta is None and not self.found:
                 raise CallNotFound(f"no call {call_id!r} in {self.store!r} to watch")
             self.found = True
-            if meta is None or meta.seq < self.seq:
-                return None  # deleted (or deleted and created anew, shorter)
+            if meta is None or meta.seq < self.seq or self.done:
+                return None  # deleted (or deleted and created anew, shorter), or over
+            if meta.ended and meta.seq == self.seq:
+                return None  # ended, and nothing after what was seen
             if meta.seq > self.seq:
                 if self.chain is None:
                     at = yield from tiers.load_at(call_id, self.seq)
@@ -396,6 +399,7 @@ class _Cursor:
                 except IntegrityError:
                     return None  # the log no longer continues what was seen: a new call of that id
                 self.seq, self.chain = got[-1].seq, got[-1].chain
+                self.done = meta.ended  # post-call notes are yielded, then the watch ends
                 return [decode_event(se.data, se.seq, se.chain) for se in got]
             left = 30.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:

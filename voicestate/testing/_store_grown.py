@@ -15,7 +15,6 @@ from .._errors import CallNotFound, FencedError, OwnershipError
 from .._events import AgentSpoke, CallEnded, Event, HandedOff, Note, OwnerChanged, SlotsSet, ToolCalled, ToolReturned
 from .._open import open_store
 from .._store import Store
-from ._helpers import spawn
 
 KEYS = "t1:conformance-secret-0123456789"
 
@@ -126,8 +125,7 @@ class GrownStoreConformance:
             store.resume(packet, agent="billing")
             queued = s.record_nowait(AgentSpoke("are you still there?"))
             assert any(t.text == "are you still there?" for t in s.state.turns)  # applied locally at once
-            with pytest.raises(FencedError):
-                await s.aflush()
+            await s.aflush()  # a barrier: nothing left to store, no exception
             assert [e.id for e in s.discarded] == [queued]
             assert s.state == store.load("call-1") and s.state.owner == "billing"
             with pytest.raises(FencedError):
@@ -175,7 +173,7 @@ class GrownStoreConformance:
 
     def test_watch_times_out_and_ends_when_the_call_is_deleted(self, store: Store) -> None:
         store.open("call-1", agent="triage")
-        with pytest.raises(TimeoutError, match="within 0.1 s"):
+        with pytest.raises(TimeoutError, match=r"within 0\.1 s"):
             list(store.watch("call-1", after=1, timeout=0.1))
         timer = threading.Timer(0.05, store.delete, ("call-1",))
         timer.start()
@@ -292,3 +290,45 @@ class GrownStoreConformance:
         inline = b.handoff(to="triage", inline=True)
         assert inline.state is not None and inline.state.seq == inline.seq
         assert list(inline.state.turns) == list(store.load("call-1").turns)
+
+    def test_cleanup_aend_after_a_hang_up_with_queued_events(self, store: Store) -> None:
+        async def go() -> None:
+            s = await store.aopen("call-1", agent="triage")
+            ended = store.append("call-1", CallEnded("caller hung up"))  # the SIP leg, elsewhere
+            queued = s.record_nowait(AgentSpoke("one moment please"))  # the worker does not know yet
+            await asyncio.sleep(0.05)  # the background drain meets the end: the queue is discarded
+            assert await s.aend("worker cleanup") == ended
+            assert [e.id for e in s.discarded] == [queued] and s.fenced
+
+        asyncio.run(go())
+
+    def test_watching_an_ended_call_from_its_end_returns_at_once(self, store: Store) -> None:
+        s = store.open("call-1", agent="triage")
+        seq = s.end("done")
+        assert list(store.watch("call-1", after=seq, timeout=5)) == []
+        store.append("call-1", Note("post-call QA"))
+        assert [type(e).__name__ for e in store.watch("call-1", after=seq, timeout=5)] == ["Note"]
+        assert list(s.watch(timeout=5)) == []  # the session knows the call ended
+
+        async def go() -> list[Event]:
+            return [ev async for ev in s.awatch()]
+
+        assert asyncio.run(go()) == []
+
+    def test_session_watch_is_the_sync_twin(self, store: Store) -> None:
+        s = store.open("call-1", agent="triage")
+        packet = s.handoff(to="billing")
+
+        def receiver() -> None:
+            time.sleep(0.05)
+            b = store.resume(packet, agent="billing")
+            b.end("resolved")
+
+        t = threading.Thread(target=receiver)
+        t.start()
+        seen = [type(e) for e in s.watch(timeout=10)]
+        t.join()
+        assert OwnerChanged in seen and seen[-1] is CallEnded
+        assert s.state.ended and s.fenced
+        with pytest.raises(TimeoutError):
+            list(store.open("call-2", agent="x").watch(timeout=0.05))
