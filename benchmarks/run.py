@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vsbench import handoff, packet, record, report, sqlite_append, storage
+from vsbench import core4, handoff, packet, record, report, sqlite_append, storage
 from vsbench.common import Figure, unmeasured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,6 +37,11 @@ SETTINGS = {
         "packet_warmup": 200,
         "handoff_calls": {200: 400, 1000: 150},
         "handoff_warmup": 5,
+        "watch_samples": 1_000,
+        "watch_proc_samples": 200,
+        "lease_samples": 2_000,
+        "listing_repeats": 20,
+        "async_samples": 1_000,
     },
     "quick": {
         "record_samples": 1_000,
@@ -48,6 +53,11 @@ SETTINGS = {
         "packet_warmup": 30,
         "handoff_calls": {200: 30, 1000: 15},
         "handoff_warmup": 2,
+        "watch_samples": 200,
+        "watch_proc_samples": 30,
+        "lease_samples": 200,
+        "listing_repeats": 3,
+        "async_samples": 200,
     },
 }
 
@@ -72,6 +82,11 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
         ),
         ("handoff + resume", "200, 1,000", lambda: handoff.run(tmp, cfg["handoff_calls"], cfg["handoff_warmup"])),
         ("bytes stored per call", "1,000 turns", lambda: storage.run(tmp)),
+        ("watch, in-process", "1 event", lambda: core4.watch_in_process(cfg["watch_samples"])),
+        ("watch, 2 processes", "1 event", lambda: core4.watch_two_processes(tmp, cfg["watch_proc_samples"])),
+        ("lease renewal", "1 call", lambda: core4.lease_renewal(tmp, cfg["lease_samples"])),
+        ("listing", "10,000 calls", lambda: core4.listing(tmp, cfg["listing_repeats"])),
+        ("async append", "1 turn", lambda: core4.async_append(tmp, cfg["async_samples"])),
     ]
     figures: list[Figure] = []
     for name, n, fn in steps:

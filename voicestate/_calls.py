@@ -48,7 +48,13 @@ class CallInfo:
         )
 
 
-def check_filters(status: str | None, limit: int) -> None:
+def check_filters(status: str | None, owner: str | None, stale: bool | None, limit: int, after: str | None) -> None:
+    if owner is not None and not isinstance(owner, str):
+        raise ConfigError(f"calls(owner=...) is an agent name, not {type(owner).__name__}")
+    if after is not None and not isinstance(after, str):
+        raise ConfigError(f"calls(after=...) is the last call id of the previous page, not {type(after).__name__}")
+    if stale not in (None, True, False):
+        raise ConfigError(f"calls(stale=...) is True, False or None, not {stale!r:.40}")
     if status not in (None, "active", "ended"):
         raise ConfigError(f"calls(status=...) is 'active', 'ended' or None, not {status!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

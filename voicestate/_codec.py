@@ -334,6 +334,22 @@ chain is verified, so they never touch what is hashed."""
 
 def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None) -> Event:
     """Decode stored bytes. Unknown types become UnknownEvent; unknown fields go to ``extra``."""
+    return _decode(data, seq, chain, _DECODERS, False)
+
+
+def decode_stored(data: bytes, seq: int, chain: bytes) -> Event:
+    """Decode the bytes of a stored event whose chain value was verified: like
+    :func:`decode_event`, but the JSON fields (tool arguments and results, slot
+    values, call meta) are not walked again. They were validated when the event
+    was recorded, and the hash chain shows these are the bytes recorded.
+    """
+    return _decode(data, seq, chain, _TRUSTED, True)
+
+
+Decoder = Callable[[dict[str, Any], int | None, bytes | None], Event | None]
+
+
+def _decode(data: bytes, seq: int | None, chain: bytes | None, table: dict[str, Decoder], trusted: bool) -> Event:
     try:
         raw = unpackb(data)
     except InvalidEvent:
@@ -342,11 +358,11 @@ def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None
         raise InvalidEvent(f"event bytes are not valid msgpack: {exc}") from None
     if raw.__class__ is dict:
         type_name = raw.get(TYPE_KEY)
-        dec = _DECODERS.get(type_name) if type_name.__class__ is str else None
+        dec = table.get(type_name) if type_name.__class__ is str else None
         if dec is None and isinstance(type_name, str):
             cls = event_class(type_name)
             if cls is not None:
-                dec = _DECODERS[type_name] = _compile_decoder(cls)
+                dec = table[type_name] = _compile_decoder(cls, trusted)
         if dec is not None:
             ev = dec(raw, seq, chain)
             if ev is not None:
@@ -354,7 +370,8 @@ def decode_event(data: bytes, seq: int | None = None, chain: bytes | None = None
     return event_from_map(raw, seq=seq, chain=chain)
 
 
-_DECODERS: dict[str, Callable[[dict[str, Any], int | None, bytes | None], Event | None]] = {}
+_DECODERS: dict[str, Decoder] = {}
+_TRUSTED: dict[str, Decoder] = {}
 
 
 def warm_up(classes: Sequence[type[Event]]) -> None:
@@ -365,14 +382,17 @@ def warm_up(classes: Sequence[type[Event]]) -> None:
             _ENCODERS[cls] = _compile_encoder(cls)
         if cls.TYPE not in _DECODERS:
             _DECODERS[cls.TYPE] = _compile_decoder(cls)
+        if cls.TYPE not in _TRUSTED:
+            _TRUSTED[cls.TYPE] = _compile_decoder(cls, trusted=True)
 
 
-def _compile_decoder(cls: type[Event]) -> Callable[[dict[str, Any], int | None, bytes | None], Event | None]:
+def _compile_decoder(cls: type[Event], trusted: bool = False) -> Decoder:
     """Generate a straight-line decoder for ``cls``: the resume path decodes every event.
 
     It handles the common case (current schema, no extra fields, every value of
     its kind) and returns None for anything else, which the generic, precise
-    path then decodes or reports.
+    path then decodes or reports. ``trusted``: JSON fields of chain-verified stored
+    bytes are taken as they are (their container kind is still checked).
     """
     spec = _spec(cls)
     env: dict[str, Any] = {"new": object.__new__, "cls": cls, "setattr": object.__setattr__, "EMPTY": EMPTY}
@@ -408,6 +428,9 @@ def _compile_decoder(cls: type[Event]) -> Callable[[dict[str, Any], int | None, 
             lines.append(
                 f"    if {v} is not None and {v}.__class__ is not int and {v}.__class__ is not str: return None"
             )
+        elif trusted:  # validated when recorded; only the container kind the fold relies on
+            if kind == "json_map":
+                lines.append(f"    if {v}.__class__ is not dict: return None")
         else:  # json / json_map: validated in full (bin, ext or non-finite values are refused precisely)
             lines.append(f"    check_json({cls.TYPE!r}, {attr!r}, {kind!r}, {v})")
         lines.append(f"    setattr(o, {attr!r}, {v})")
@@ -420,7 +443,7 @@ def _compile_decoder(cls: type[Event]) -> Callable[[dict[str, Any], int | None, 
     ]
     env["MISSING"] = _MISSING
     exec(compile("\n".join(lines), f"<voicestate decoder {cls.TYPE}>", "exec"), env)
-    fn: Callable[[dict[str, Any], int | None, bytes | None], Event | None] = env["dec"]
+    fn: Decoder = env["dec"]
     return fn
 
 

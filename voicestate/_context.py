@@ -73,6 +73,8 @@ class ContextPolicy:
 
 
 def _format(fmt: str) -> ContextFormat:
+    if not isinstance(fmt, str):
+        raise ConfigError(f"a context format is a name such as 'openai', not {type(fmt).__name__} {fmt!r:.40}")
     found = registry().formats.get(fmt)
     if found is None:
         known = sorted(registry().formats)

@@ -92,10 +92,10 @@ def classify(target: ResumeTarget, config: StoreConfig) -> tuple[str, HandoffPac
         packet = HandoffPacket.from_bytes(bytes(target), config.keys, skew=config.skew)
         return packet.call_id, packet, None
     if isinstance(target, str):
-        if target.startswith("{"):
+        if target.lstrip().startswith("{"):
             packet = HandoffPacket.from_json(target, config.keys, skew=config.skew)
             return packet.call_id, packet, None
-        if target.startswith("vs1."):
+        if target.strip().startswith("vs1."):  # a token read from a header may carry spaces or CRLF
             claims = decode_token(target, config.keys, skew=config.skew)
             return claims.call_id, None, claims
         return check_call_id(target), None, None

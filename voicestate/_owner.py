@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._backend import AppendResult, CallMeta, MetaUpdate, StoredEvent
 from ._checks import Item, prepare
-from ._codec import chain_next, decode_event, genesis
+from ._codec import chain_next, decode_stored, genesis
 from ._errors import CallNotFound, FencedError, IntegrityError, OwnershipError, PacketError, SeqConflict
 from ._events import CallEnded, CallStarted, Event, HandedOff, HandoffCancelled, OwnerChanged
 from ._handoff import after_handoff, after_resume, prepare_handoff, redeemable
@@ -144,7 +144,7 @@ class OwnerLog:
         folder = self._folder
         out = []
         for se in log:
-            ev = decode_event(se.data, se.seq, se.chain)
+            ev = decode_stored(se.data, se.seq, se.chain)
             folder.apply(ev, se.seq, se.chain, ev.agent)
             out.append(ev)
         self._log.extend(log)

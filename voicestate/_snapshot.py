@@ -12,7 +12,11 @@ not fit the log is ignored.
 
 from __future__ import annotations
 
+import gc
+from array import array
 from collections.abc import Sequence
+from functools import partial
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
@@ -23,15 +27,14 @@ from ._codec import decode_event, encode_event, packb
 from ._events import HandedOff
 from ._state import Folder, HandoffView, ToolCall, Turn
 
-VERSION = 2
+VERSION = 3
+_ROLE_CODE = {"user": ord("u"), "agent": ord("a")}
+_ROLES = {ord("u"): "user", ord("a"): "agent"}
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, (dict, MappingProxyType)):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    """A top-level read-only mapping as a dict (the values inside are plain already)."""
+    return dict(value) if isinstance(value, MappingProxyType) else value
 
 
 def _index(handoffs: Sequence[HandedOff], which: HandedOff | None) -> int:
@@ -42,14 +45,14 @@ def snapshot_of(folder: Folder) -> Snapshot:
     """The folder's state, encoded, at its current seq."""
     state = folder.snapshot()
     turns = list(state.turns)
-    agent_ids = {idx: tid for tid, idx in folder._agent_turn_by_id.items()}
+    by_idx = {idx: tid for tid, idx in folder._agent_turn_by_id.items()}
+    names: dict[str | None, int] = {}
+    agent_idx = array("I", [names.setdefault(t[2], len(names)) for t in turns])
+    cuts = [(i, t[4], t[5], t[6]) for i, t in enumerate(turns) if t[5] or t[4] is not None]
     tools = [
-        (t.call_id, t.name, _plain(t.arguments), t.status, _plain(t.result), t.error, t.agent, t.seq)
+        (t.call_id, t.name, _plain(t.arguments), t.status, t.result, t.error, t.agent, t.seq)
         for t in state.tools.values()
     ]
-    handoffs = [(h.seq, h.chain, encode_event(h, h.agent)) for h in state.handoffs]
-    notes = [(n.seq, n.chain, encode_event(n, n.agent)) for n in state.notes]
-    pending = state.pending_handoff
     body = (
         VERSION,
         folder.call_id,
@@ -61,23 +64,41 @@ def snapshot_of(folder: Folder) -> Snapshot:
         _plain(state.meta),
         state.ended_reason,
         folder.ended_seq,
-        [tuple(t) for t in turns],
-        [(i, agent_ids[i]) for i in sorted(agent_ids)],
+        # turns, by column: one object per turn (its text) instead of nine
+        array("q", [t[0] for t in turns]).tobytes(),
+        bytes(_ROLE_CODE[t[1]] for t in turns),
+        list(names),
+        agent_idx.tobytes(),
+        [t[3] for t in turns],
+        array("d", [t[7] for t in turns]).tobytes(),
+        cuts,
+        array("I", sorted(by_idx)).tobytes(),
+        [by_idx[i] for i in sorted(by_idx)],
         tools,
-        _plain(dict(state.slots)),
-        {a: _plain(dict(v)) for a, v in state.private_slots.items()},
-        handoffs,
-        notes,
-        _index(state.handoffs, pending),
+        dict(state.slots),
+        {a: dict(v) for a, v in state.private_slots.items()},
+        [(h.seq, h.chain, encode_event(h, h.agent)) for h in state.handoffs],
+        [(n.seq, n.chain, encode_event(n, n.agent)) for n in state.notes],
+        _index(state.handoffs, state.pending_handoff),
         dict(folder.fates),
         _index(state.handoffs, folder.owner_handoff),
-        [(sorted(v.pending_tools), _plain(v.slots)) for v in folder.handoff_views],
+        [(sorted(v.pending_tools), dict(v.slots)) for v in folder.handoff_views],
     )
     return Snapshot(state.seq, state.chain, packb(body))
 
 
 def fold_from_snapshot(call_id: str, snap: Snapshot) -> Folder:
     """A folder at ``snap.seq``; ValueError if the snapshot is not one of this call's."""
+    collecting = gc.isenabled()
+    gc.disable()  # thousands of small objects at once: no collection passes midway
+    try:
+        return _fold(call_id, snap)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _fold(call_id: str, snap: Snapshot) -> Folder:
     try:
         body = msgpack.unpackb(snap.data, raw=False, use_list=True, strict_map_key=False)
         (
@@ -91,8 +112,15 @@ def fold_from_snapshot(call_id: str, snap: Snapshot) -> Folder:
             meta,
             ended_reason,
             ended_seq,
-            turns,
-            agent_ids,
+            seqs,
+            roles,
+            names,
+            agent_idx,
+            texts,
+            ats,
+            cuts,
+            agent_turns,
+            agent_turn_ids,
             tools,
             slots,
             private,
@@ -103,20 +131,46 @@ def fold_from_snapshot(call_id: str, snap: Snapshot) -> Folder:
             owner_handoff,
             views,
         ) = body
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        if version != VERSION or sid != call_id or seq != snap.seq:
+            raise ValueError("the snapshot is of another call, seq or version")
+        seq_col = array("q", seqs).tolist()
+        at_col = array("d", ats).tolist()
+        agent_col = list(map(names.__getitem__, array("I", agent_idx)))
+        role_col = list(map(_ROLES.__getitem__, roles))
+        agent_at = array("I", agent_turns).tolist()
+    except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as exc:
         raise ValueError(f"unreadable snapshot: {exc}") from exc
-    if version != VERSION or sid != call_id or seq != snap.seq:
-        raise ValueError("the snapshot is of another call, seq or version")
+    n = len(texts)
+    if not len(seq_col) == len(at_col) == len(agent_col) == len(role_col) == n:
+        raise ValueError("unreadable snapshot: its turn columns differ in length")
     f = Folder(call_id, snap.chain)
     f.seq, f.chain, f.tenant, f.owner, f.epoch, f.status = seq, snap.chain, tenant, owner, epoch, status
     f.meta = MappingProxyType(meta)
     f.ended_reason, f.ended_seq = ended_reason, ended_seq
-    make_turn = Turn._make
-    f.turns = [make_turn(t) for t in turns]
-    for idx, tid in agent_ids:
-        f._agent_turn_by_seq[f.turns[idx].seq] = idx
-        f._agent_turn_by_id[tid] = idx
-        f._last_agent_turn = idx
+    make = partial(tuple.__new__, Turn)
+    f.turns = turns = list(
+        map(
+            make,
+            zip(
+                seq_col,
+                role_col,
+                agent_col,
+                texts,
+                repeat(None, n),
+                repeat(False, n),
+                repeat(None, n),
+                at_col,
+                strict=True,
+            ),
+        )
+    )
+    for i, heard, interrupted, heard_ms in cuts:
+        turns[i] = turns[i]._replace(heard=heard, interrupted=interrupted, heard_ms=heard_ms)
+    if len(agent_turn_ids) != len(agent_at) or (agent_at and agent_at[-1] >= n):
+        raise ValueError("unreadable snapshot: its agent turns do not match its turns")
+    f._agent_turn_by_seq = dict(zip(map(seq_col.__getitem__, agent_at), agent_at, strict=True))
+    f._agent_turn_by_id = dict(zip(agent_turn_ids, agent_at, strict=True))
+    f._last_agent_turn = agent_at[-1] if agent_at else -1
     for i, (tcid, name, args, status_, result, error, agent, tseq) in enumerate(tools):
         f.tools.append(ToolCall(tcid, name, MappingProxyType(args), status_, result, error, agent, tseq))
         f._tool_index[tcid] = i

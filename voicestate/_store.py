@@ -10,9 +10,9 @@ from typing import Any
 from ._backend import CallMeta, MetaUpdate, StoredEvent
 from ._calls import CallInfo, check_filters, wanted
 from ._checks import prepare_outside
-from ._codec import chain_next, decode_event, genesis
+from ._codec import chain_next, decode_event, decode_stored, genesis
 from ._config import StoreConfig
-from ._errors import CallNotFound, ConfigError, IntegrityError, PacketError, SeqConflict
+from ._errors import CallNotFound, ConfigError, IntegrityError, InvalidArgument, PacketError, SeqConflict
 from ._events import CallEnded, Event
 from ._handoff import ResumeTarget, classify
 from ._ids import check_call_id, check_name
@@ -83,6 +83,8 @@ class Store:
     def _open(self, call_id: str, agent: str, meta: Mapping[str, Any] | None) -> Flow[Session]:
         check_call_id(call_id)
         check_name(agent)
+        if meta is not None and not isinstance(meta, Mapping):
+            raise InvalidArgument(f"open(meta=...) is a mapping (channel, caller, ...), not {type(meta).__name__}")
         session = Session(self, call_id, agent)
         yield from create(session, meta)
         return session
@@ -128,6 +130,8 @@ class Store:
             raise ConfigError("from_epoch goes with takeover=True")
         if force and not takeover:
             raise ConfigError("force=True goes with takeover=True (it overrides a live owner's lease)")
+        if from_epoch is not None and (isinstance(from_epoch, bool) or not isinstance(from_epoch, int)):
+            raise InvalidArgument(f"from_epoch is the epoch you saw die (an int), not {from_epoch!r:.40}")
         call_id, packet, claims = classify(target, self.config)
         if packet is not None and packet.to_agent != agent:
             raise PacketError("wrong_target", f"the packet is addressed to {packet.to_agent!r}, not {agent!r}")
@@ -180,10 +184,10 @@ class Store:
 
     def events(self, call_id: str) -> list[Event]:
         """Every event of the call, decoded, with ``seq`` and ``chain`` set."""
-        return [decode_event(se.data, se.seq, se.chain) for se in run(self._load_log(call_id))]
+        return [decode_stored(se.data, se.seq, se.chain) for se in run(self._load_log(call_id))]
 
     async def aevents(self, call_id: str) -> list[Event]:
-        return [decode_event(se.data, se.seq, se.chain) for se in await arun(self._load_log(call_id))]
+        return [decode_stored(se.data, se.seq, se.chain) for se in await arun(self._load_log(call_id))]
 
     def append(self, call_id: str, *events: Event) -> int:
         """Append from outside the owner: ``Note``, ``ToolReturned``, ``ToolCancelled``, ``CallEnded``.
@@ -311,7 +315,7 @@ class Store:
     def _calls(
         self, status: str | None, owner: str | None, stale: bool | None, limit: int, after: str | None
     ) -> Flow[list[CallInfo]]:
-        check_filters(status, limit)
+        check_filters(status, owner, stale, limit, after)
         out: list[CallInfo] = []
         page = max(limit, 256)
         while len(out) < limit:
@@ -400,7 +404,7 @@ class _Cursor:
                     return None  # the log no longer continues what was seen: a new call of that id
                 self.seq, self.chain = got[-1].seq, got[-1].chain
                 self.done = meta.ended  # post-call notes are yielded, then the watch ends
-                return [decode_event(se.data, se.seq, se.chain) for se in got]
+                return [decode_stored(se.data, se.seq, se.chain) for se in got]
             left = 30.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no event stored in call {call_id!r} after seq {self.seq} within {timeout:g} s")
