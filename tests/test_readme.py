@@ -20,10 +20,12 @@ def test_quick_start_runs(tmp_path: Path) -> None:
         "\nassert s.state.tools['t1'].status == 'ok'"
         "\nprint('ok')\n"
     )
+    printed = re.search(r"It prints:\n\n```text\n(.*?)```", README.read_text(), re.S)
+    assert printed, "the README shows what its quick start prints"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICESTATE_")}
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
+    assert out.stdout == printed.group(1) + "ok\n"
     assert (tmp_path / "calls.db").exists()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ._backend import OK, AppendResult, CallMeta, Capabilities, MetaUpdate, StoredEvent
 from ._codec import PENDING, chain_next, genesis
-from ._waiters import Waiters, wait_future
+from ._waiters import Waiters
 
 _MAX_TOMBSTONES = 100_000
 
@@ -291,14 +291,7 @@ class MemoryBackend:
             return out
 
     def wait_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            gen = self._waiters.gen
-            meta = self.get_meta(call_id)
-            left = deadline - time.monotonic()
-            if meta is None or meta.seq > after or left <= 0:
-                return meta
-            self._waiters.wait(gen, left)
+        return self._waiters.wait_for(lambda: self.get_meta(call_id), after, timeout, None)
 
     def delete(self, call_id: str) -> bool:
         with self._lock:
@@ -338,15 +331,7 @@ class MemoryBackend:
         return self.list_calls(tenant, after, limit)
 
     async def await_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
-        fut = self._waiters.future(call_id)
-        try:
-            meta = self.get_meta(call_id)
-            if meta is None or meta.seq > after:
-                return meta
-            await wait_future(fut, timeout)
-            return self.get_meta(call_id)
-        finally:
-            self._waiters.discard(call_id, fut)
+        return await self._waiters.await_for(call_id, lambda: self.aget_meta(call_id), after, timeout, None)
 
     async def adelete(self, call_id: str) -> bool:
         return self.delete(call_id)

@@ -118,6 +118,7 @@ class OwnerLog:
             f"{self.agent!r} no longer owns call {self.call_id!r} (epoch {self.epoch}; it is now "
             f"{f.epoch}, owner {f.owner!r}); this write was not stored"
         )
+
     # -- the local log -------------------------------------------------------------
 
     def _settle(self) -> None:

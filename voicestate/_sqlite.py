@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 from ._backend import OK, AppendResult, CallMeta, Capabilities, MetaUpdate, Snapshot, StoredEvent
 from ._errors import BackendUnavailable, ConfigError
-from ._waiters import Waiters, Worker, wait_future
+from ._waiters import Waiters, Worker
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vs_calls (
@@ -75,6 +75,7 @@ _META = "SELECT seq, epoch, head, ended, owner, pending_to, lease_until, started
 _SYNC = {"normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
 _TOMBSTONE_DAYS = 30  # how long a deleted call's tombstone stops late writes
 _SWEEP_EVERY = 1000  # appends between sweeps of expired calls
+_POLL_MAX = 0.02  # seconds: the longest wait between two reads of a watched call (other processes' appends)
 
 
 class _Duplicate(Exception):
@@ -388,16 +389,7 @@ class SQLiteBackend:
         return [(r[11], _row_meta(r)) for r in rows]
 
     def wait_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
-        deadline = time.monotonic() + timeout
-        backoff = 0.001
-        while True:
-            gen = self._waiters.gen
-            meta = self.get_meta(call_id)
-            left = deadline - time.monotonic()
-            if meta is None or meta.seq > after or left <= 0:
-                return meta
-            self._waiters.wait(gen, min(backoff, left))
-            backoff = min(backoff * 2, 0.02)
+        return self._waiters.wait_for(lambda: self.get_meta(call_id), after, timeout, _POLL_MAX)
 
     def put_snapshot(self, call_id: str, snapshot: Snapshot) -> None:
         conn = self._conn()
@@ -517,19 +509,7 @@ class SQLiteBackend:
         return await self._worker.call(self.list_calls, tenant, after, limit)
 
     async def await_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
-        deadline = time.monotonic() + timeout
-        backoff = 0.001
-        while True:
-            fut = self._waiters.future(call_id)
-            try:
-                meta = await self.aget_meta(call_id)
-                left = deadline - time.monotonic()
-                if meta is None or meta.seq > after or left <= 0:
-                    return meta
-                await wait_future(fut, min(backoff, left))
-            finally:
-                self._waiters.discard(call_id, fut)
-            backoff = min(backoff * 2, 0.02)
+        return await self._waiters.await_for(call_id, lambda: self.aget_meta(call_id), after, timeout, _POLL_MAX)
 
     async def aput_snapshot(self, call_id: str, snapshot: Snapshot) -> None:
         await self._worker.call(self.put_snapshot, call_id, snapshot)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ._backend import CallMeta
 
 T = TypeVar("T")
 
@@ -42,6 +46,48 @@ class Waiters:
                 self._cond.wait(timeout)
             finally:
                 self.active -= 1
+
+    def wait_for(
+        self, read: Callable[[], CallMeta | None], after: int, timeout: float, poll: float | None
+    ) -> CallMeta | None:
+        """The backend's ``wait_for``: ``read()`` the call's metadata until its seq passes ``after``,
+        it is gone or ``timeout`` passes; between reads, wait for a notification (and, with
+        ``poll``, at most a backoff from 1 ms up to ``poll`` seconds: for writers elsewhere)."""
+        deadline = time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            gen = self.gen
+            meta = read()
+            left = deadline - time.monotonic()
+            if meta is None or meta.seq > after or left <= 0:
+                return meta
+            self.wait(gen, left if poll is None else min(backoff, left))
+            if poll is not None:
+                backoff = min(backoff * 2, poll)
+
+    async def await_for(
+        self,
+        call_id: str,
+        read: Callable[[], Awaitable[CallMeta | None]],
+        after: int,
+        timeout: float,
+        poll: float | None,
+    ) -> CallMeta | None:
+        """Async twin of :meth:`wait_for` (notifications for ``call_id`` wake it)."""
+        deadline = time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            fut = self.future(call_id)  # registered before the read: no append is missed
+            try:
+                meta = await read()
+                left = deadline - time.monotonic()
+                if meta is None or meta.seq > after or left <= 0:
+                    return meta
+                await wait_future(fut, left if poll is None else min(backoff, left))
+            finally:
+                self.discard(call_id, fut)
+            if poll is not None:
+                backoff = min(backoff * 2, poll)
 
     def future(self, call_id: str) -> asyncio.Future[None]:
         """A future set at the next notification for ``call_id`` (register before reading)."""

@@ -92,7 +92,7 @@ def _appender(db: str, n: int, conn: Any) -> None:
     conn.recv()  # the watcher is ready
     for i in range(n):
         time.sleep(0.01)
-        store.append("x", vs.Note(str(time.monotonic_ns()), id=f"note-{i}"))
+        store.append("x", vs.Note(f"tick {i}", id=f"t{time.monotonic_ns()}"))  # the send time in the id
     store.append("x", vs.CallEnded("done"))
     store.close()
 
@@ -111,7 +111,7 @@ def watch_two_processes(tmp: Path, samples: int) -> list[Figure]:
         parent.send("go")
         async for ev in store.awatch("x", after=1):
             if isinstance(ev, vs.Note):
-                lat.append(time.monotonic_ns() - int(ev.text))
+                lat.append(time.monotonic_ns() - int(ev.id[1:]))
 
     fresh()
     asyncio.run(follow())

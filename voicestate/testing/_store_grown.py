@@ -15,6 +15,7 @@ from .._errors import CallNotFound, FencedError, OwnershipError
 from .._events import AgentSpoke, CallEnded, Event, HandedOff, Note, OwnerChanged, SlotsSet, ToolCalled, ToolReturned
 from .._open import open_store
 from .._store import Store
+from ._helpers import spawn
 
 KEYS = "t1:conformance-secret-0123456789"
 
@@ -332,3 +333,45 @@ class GrownStoreConformance:
         assert s.state.ended and s.fenced
         with pytest.raises(TimeoutError):
             list(store.open("call-2", agent="x").watch(timeout=0.05))
+
+
+class GrownMultiProcessStoreConformance:
+    """Mixed into :class:`MultiProcessStoreConformance`: watching across OS processes."""
+
+    def test_a_watcher_in_another_process_follows_the_call_to_its_end(self, store: Store, store_url: str) -> None:
+        s = store.open("call-1", agent="triage")
+        s.record(Note("before the watcher"))
+        results: list[Any] = []
+        watcher = threading.Thread(target=lambda: results.extend(spawn(_proc_watch, [(store_url, "call-1")])))
+        watcher.start()
+        time.sleep(0.3)  # the child is watching by now (it replays from seq 0 anyway)
+        packet = s.handoff(to="billing")
+        [(status, seq)] = spawn(_proc_note_later, [(store_url, "call-1", 0.05)])
+        watcher.join(60)
+        assert status == "ok" and seq == 5
+        assert results == [("ok", ["CallStarted", "Note", "HandedOff", "Note", "CallEnded"])]
+        assert packet.seq == 3
+
+    def test_the_sender_learns_of_a_redemption_in_another_process(self, store: Store, store_url: str) -> None:
+        from ._store_suite import _proc_resume
+
+        async def go() -> list[Event]:
+            s = await store.aopen("call-1", agent="triage")
+            packet = await s.ahandoff(to="billing")
+            seen: list[Event] = []
+
+            async def follow() -> None:
+                async for ev in s.awatch():
+                    seen.append(ev)
+                    if isinstance(ev, OwnerChanged):
+                        return
+
+            task = asyncio.create_task(follow())
+            result = await asyncio.to_thread(spawn, _proc_resume, [(store_url, packet.to_token(), "billing", False)])
+            assert result == [("won", 2)]
+            await asyncio.wait_for(task, 30)
+            assert s.fenced and s.state.owner == "billing"
+            return seen
+
+        seen = asyncio.run(go())
+        assert [type(e) for e in seen] == [OwnerChanged]

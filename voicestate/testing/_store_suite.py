@@ -24,7 +24,7 @@ from .._events import (
 from .._open import open_store
 from .._store import Store
 from ._helpers import spawn
-from ._store_grown import GrownStoreConformance
+from ._store_grown import GrownMultiProcessStoreConformance, GrownStoreConformance
 
 KEYS = "t1:conformance-secret-0123456789"
 
@@ -312,7 +312,7 @@ def _proc_append_same(url: str, call_id: str, note_id: str) -> Any:
         store.close()
 
 
-class MultiProcessStoreConformance(StoreConformance):
+class MultiProcessStoreConformance(GrownMultiProcessStoreConformance, StoreConformance):
     """Races between OS processes: for backends processes share."""
 
     def test_two_processes_hand_over(self, store: Store, store_url: str) -> None:

@@ -1,0 +1,62 @@
+"""The SQLite backend's own options and failure reports (the conformance suite covers the protocol)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import voicestate as vs
+from voicestate.backend import open_backend
+
+KEYS = "t1:sqlite-tests-secret-0123456789"
+
+
+@pytest.mark.parametrize(("query", "level"), [("", 1), ("?synchronous=normal", 1), ("?synchronous=full", 2)])
+def test_synchronous_is_normal_unless_asked_for_full(tmp_path: Path, query: str, level: int) -> None:
+    backend = open_backend(f"sqlite:///{tmp_path / 'c.db'}{query}")
+    try:
+        assert backend._conn().execute("PRAGMA synchronous").fetchone()[0] == level  # type: ignore[attr-defined]
+    finally:
+        backend.close()
+
+
+def test_an_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(vs.ConfigError, match=r"synchronous= must be one of \['extra', 'full', 'normal'\]"):
+        open_backend(f"sqlite:///{tmp_path / 'c.db'}?synchronous=off")
+
+
+def test_a_full_disk_reports_its_cause_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    store = vs.open_store(f"sqlite:///{tmp_path / 'c.db'}", signing_keys=KEYS)
+    s = store.open("call-1", agent="triage")
+    s.record(vs.UserSpoke("stored before the disk filled up"))
+    conn = store.tiers.deciding.backend._conn()  # type: ignore[attr-defined]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # this connection cannot grow the file: a full disk
+    with pytest.raises(vs.BackendUnavailable) as err:
+        s.record(vs.AgentSpoke("x" * 200_000))
+    assert "full" in str(err.value) and "cannot rollback" not in str(err.value)
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    assert [t.text for t in store.load("call-1").turns] == ["stored before the disk filled up"]
+    s.record(vs.AgentSpoke("room again"))  # the session carries on once there is room
+    assert store.load("call-1").turns[-1].text == "room again"
+    store.close()
+    raw = sqlite3.connect(tmp_path / "c.db")
+    assert raw.execute("SELECT count(*) FROM vs_events").fetchone()[0] == 3
+    raw.close()
+
+
+def test_an_older_database_gains_the_new_metadata_columns(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    raw = sqlite3.connect(db)
+    raw.executescript(
+        "CREATE TABLE vs_calls (call_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, "
+        "head BLOB NOT NULL, ended INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    )
+    raw.close()
+    store = vs.open_store(f"sqlite:///{db}", signing_keys=KEYS)
+    store.open("call-1", agent="triage")
+    [info] = store.calls()
+    assert (info.call_id, info.owner, info.status) == ("call-1", "triage", "active")
+    store.close()
