@@ -60,7 +60,10 @@ class MetaUpdate:
     """What an append sets in the call's metadata besides what its events imply.
 
     The writer knows the meaning; the backend stores the values as given (with
-    ``ended``: no owner, no pending target, no lease). ``tenant`` and ``at`` on
+    ``ended``: no owner, no pending target, no lease), except that within one epoch
+    (the append does not change it) the lease only grows: ``max(stored,
+    lease_until)``, so an outside writer's copy read before a renewal never
+    shortens it. ``tenant`` and ``at`` on
     the creating append also set the call's tenant and ``started_at``; every
     append sets ``active_at = at``. ``lapsed_by`` is a further condition (a
     takeover's): the append is a ``conflict`` unless the stored lease ran out by
@@ -164,8 +167,8 @@ class Backend(Protocol):
         metadata afterwards (the caller compares: a moved epoch means it was fenced)."""
 
     def list_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, CallMeta]]:
-        """Up to ``limit`` live calls in call-id order, after ``after``; only ``tenant``'s
-        when it is not None."""
+        """Live calls in call-id order, after ``after``; only ``tenant``'s when it is not None.
+        Exactly ``limit`` of them whenever that many follow (a shorter page is the last)."""
 
     def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[StoredEvent]:
         """Events ``from_seq .. to_seq`` (inclusive) in order; fewer if this tier lacks the rest."""

@@ -87,10 +87,13 @@ class _Call:
             self.tenant,
         )
 
-    def update(self, update: MetaUpdate | None, creating: bool) -> None:
+    def update(self, update: MetaUpdate | None, creating: bool, same_epoch: bool) -> None:
         if update is not None:
             self.owner, self.pending_to = update.owner, update.pending_to
-            self.lease_until, self.expires_at = update.lease_until, update.expires_at
+            # within one epoch a lease only grows: an outside writer's stale copy never shortens it
+            lease = update.lease_until
+            self.lease_until = max(self.lease_until, lease) if same_epoch else lease
+            self.expires_at = update.expires_at
             self.active_at = update.at
             if creating:
                 self.started_at, self.tenant = update.at, update.tenant
@@ -185,13 +188,14 @@ class MemoryBackend:
             if creating:
                 self._calls[call_id] = call
                 self._tombstones.pop(call_id, None)
+            before = stored[-1].epoch if n else None
             for e in events:
                 stored.append(e)
                 ids[e.id] = e.seq
                 if e.final:
                     call.ended = True
             call.settled = len(stored)
-            call.update(update, creating)
+            call.update(update, creating, before == stored[-1].epoch)
             self._notify(call_id)
             return OK
 
@@ -245,6 +249,8 @@ class MemoryBackend:
                     return 0  # nothing to start from, or a late write of a deleted call
                 call = _Call(call_id)
             stored = call.events
+            had = len(stored)
+            before = stored[-1].epoch if had else None
             for e in events:
                 hw = len(stored)
                 if e.seq <= hw:
@@ -256,11 +262,11 @@ class MemoryBackend:
                 if e.final:
                     call.ended = True
             call.settled = len(stored)
-            if stored and creating:
-                self._calls[call_id] = call
-                self._tombstones.pop(call_id, None)
-            if stored:
-                call.update(update, creating)
+            if len(stored) > had:  # only a write that stored something sets the metadata
+                if creating:
+                    self._calls[call_id] = call
+                    self._tombstones.pop(call_id, None)
+                call.update(update, creating, before == stored[-1].epoch)
                 self._notify(call_id)
             return len(stored)
 
@@ -295,7 +301,9 @@ class MemoryBackend:
 
     def delete(self, call_id: str) -> bool:
         with self._lock:
-            return self._drop(call_id)
+            existed = self._live(call_id) is not None  # an expired call did not exist (it is purged now)
+            self._drop(call_id)
+            return existed
 
     def close(self) -> None:
         pass

@@ -276,7 +276,10 @@ class SQLiteBackend:
             update = MetaUpdate.keep(base, base.active_at)
         started = update.at if meta is None else meta.started_at
         tenant = update.tenant if meta is None else meta.tenant
-        owner, pending, lease = (None, None, 0.0) if ended else (update.owner, update.pending_to, update.lease_until)
+        lease = update.lease_until
+        if meta is not None and meta.epoch == last.epoch:  # within one epoch a lease only grows
+            lease = max(lease, meta.lease_until)
+        owner, pending, lease = (None, None, 0.0) if ended else (update.owner, update.pending_to, lease)
         conn.execute(
             "INSERT OR REPLACE INTO vs_calls (call_id, seq, epoch, head, ended, owner, pending_to, lease_until, "
             "started_at, active_at, expires_at, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -113,8 +113,8 @@ class Tiers:
             bad = verify_chain(previous, out)
             if bad < 0 and out[-1].chain == meta.head:
                 for tier in short:
-                    try:
-                        yield call(tier.backend, "write_at", call_id, out)
+                    try:  # with the deciding tier's metadata, so the copy expires with the call
+                        yield call(tier.backend, "write_at", call_id, out, MetaUpdate.keep(meta, meta.active_at))
                     except BackendUnavailable as exc:
                         log.warning("could not refill hot tier %s: %s", tier.url, exc)
                 return out

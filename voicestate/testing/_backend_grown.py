@@ -109,6 +109,24 @@ class GrownBackendConformance:
 
     # -- leases ------------------------------------------------------------------
 
+    def test_within_an_epoch_the_lease_only_grows(self, backend: Backend) -> None:
+        first = _update("triage", lease=5.0)
+        backend.append("c1", started("c1"), 0, 1, None, first)
+        meta = backend.get_meta("c1")
+        assert meta is not None
+        renewed = backend.renew("c1", 1, first.lease_until + 30)  # the owner renews ...
+        assert renewed is not None
+        stale = MetaUpdate.keep(meta, time.time())  # ... while an outside writer holds the earlier read
+        evs = make_events("c1", [Note("late result")], start_seq=1, head=meta.head)
+        assert backend.append("c1", evs, 1, None, meta.head, stale).status == "ok"
+        after = backend.get_meta("c1")
+        assert after is not None and after.lease_until == first.lease_until + 30
+        # a new epoch sets the lease as given
+        take = make_events("c1", [OwnerChanged(owner="w", epoch=2)], start_seq=2, head=after.head)
+        assert backend.append("c1", take, 2, 1, after.head, _update("w", lease=1.0)).status == "ok"
+        final = backend.get_meta("c1")
+        assert final is not None and final.lease_until < after.lease_until
+
     def test_renew_is_conditional_on_the_epoch(self, backend: Backend) -> None:
         assert backend.renew("nope", 1, time.time() + 10) is None
         backend.append("c1", started("c1"), 0, 1, None, _update("triage", lease=1.0))
@@ -165,6 +183,10 @@ class GrownBackendConformance:
         new = started("c1", 1)
         assert backend.write_at("c1", new) == 2
         assert [e.chain for e in backend.load("c1")] == [e.chain for e in new]
+
+    def test_deleting_an_expired_call_finds_nothing(self, backend: Backend) -> None:
+        backend.append("c1", started("c1"), 0, 1, None, _update(expires_at=time.time() - 1))
+        assert backend.delete("c1") is False
 
     def test_append_creates_a_deleted_call_anew(self, backend: Backend) -> None:
         backend.append("c1", started("c1"), 0, 1, None, _update())

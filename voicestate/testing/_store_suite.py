@@ -270,7 +270,7 @@ class StoreConformance(GrownStoreConformance):
 
     # -- async twins ---------------------------------------------------------------------
 
-    def test_async_twins(self, store: Store) -> None:
+    def test_store_async_twins(self, store: Store) -> None:
         async def go() -> None:
             async with store.aopen("call-a", agent="triage") as s:
                 t = await s.arecord(AgentSpoke("hello there"))
