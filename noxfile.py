@@ -146,7 +146,8 @@ def typing(session: nox.Session, target: str) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
-    session.install(".")
+    # openai-agents: the best peer's SQLiteSession, measured beside our resume in the same run
+    session.install(".", "openai-agents==0.24.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import sqlite3
 import threading
 import uuid
 import warnings
@@ -272,12 +273,18 @@ def test_record_nowait_while_the_drain_is_in_flight(tmp_path: Path, conflict: bo
         note = vs.Note("from outside")
         if conflict:
             store.append(cid, note)
-        for _ in range(1000):  # until the background drain is writing (SQLite: in a worker thread)
+        # Another writer holds SQLite's lock: the drain's append cannot run inline on the loop, so
+        # it waits in the backend's worker thread, and the session keeps recording meanwhile.
+        other = sqlite3.connect(tmp_path / "inflight.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        for _ in range(1000):  # until the background drain is writing
             if s._busy:
                 break
             await asyncio.sleep(0)
         assert s._busy
         b = s.record_nowait(vs.UserSpoke("B"))
+        other.execute("COMMIT")
+        other.close()
         await s.aflush()
         assert s._queue == []
         log = _assert_gapless_and_chained(store, cid)
@@ -390,12 +397,15 @@ def test_sync_record_while_nowait_drain_is_in_flight(mem_store: vs.Store) -> Non
 
 
 def test_sync_record_while_arecord_is_in_flight(tmp_path: Path) -> None:
-    # SQLite's async twins run in a worker thread, so the arecord really is pending.
+    # Another writer holds SQLite's lock, so the async append waits in the backend's worker
+    # thread: the arecord really is pending.
     store = vs.open_store(f"sqlite:///{tmp_path / 'mix.db'}", signing_keys=KEYS)
     cid = "mix-arecord"
 
     async def go() -> None:
         s = await store.aopen(cid, agent="triage")
+        other = sqlite3.connect(tmp_path / "mix.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(s.arecord(vs.UserSpoke("async one")))
         await asyncio.sleep(0)
         assert not task.done()
@@ -403,6 +413,8 @@ def test_sync_record_while_arecord_is_in_flight(tmp_path: Path) -> None:
             s.record(vs.UserSpoke("sync one"))
         assert "arecord" in str(err.value)
         assert not isinstance(err.value, vs.FencedError)
+        other.execute("COMMIT")
+        other.close()
         assert await task == 2
         assert _texts(store.load(cid)) == ["async one"]
 

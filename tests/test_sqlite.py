@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -60,3 +61,49 @@ def test_an_older_database_gains_the_new_metadata_columns(tmp_path: Path) -> Non
     [info] = store.calls()
     assert (info.call_id, info.owner, info.status) == ("call-1", "triage", "active")
     store.close()
+
+
+def test_an_async_append_waits_for_a_locked_database_without_blocking_the_loop(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    store = vs.open_store(f"sqlite:///{db}", signing_keys=KEYS)
+
+    async def go() -> tuple[int, int]:
+        s = await store.aopen("call-1", agent="triage")
+        await s.arecord(vs.UserSpoke("the lock is free: this one ran inline"))
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        async def release() -> None:
+            await asyncio.sleep(0.2)
+            other.execute("COMMIT")
+
+        tick = asyncio.create_task(ticker())
+        rel = asyncio.create_task(release())
+        seq = await s.arecord(vs.AgentSpoke("this one waited for the lock in the worker thread"))
+        await rel
+        tick.cancel()
+        other.close()
+        return seq, ticks
+
+    seq, ticks = asyncio.run(go())
+    assert seq == 3
+    assert ticks >= 10, "the event loop was blocked while the append waited for the lock"
+    assert [t.text for t in store.load("call-1").turns][-1] == "this one waited for the lock in the worker thread"
+    store.close()
+
+
+def test_full_synchronous_appends_never_run_on_the_loop(tmp_path: Path) -> None:
+    full = open_backend(f"sqlite:///{tmp_path / 'f.db'}?synchronous=full")
+    normal = open_backend(f"sqlite:///{tmp_path / 'n.db'}")
+    try:
+        assert (full._inline, normal._inline) == (False, True)  # type: ignore[attr-defined]
+    finally:
+        full.close()
+        normal.close()

@@ -42,16 +42,23 @@ def _index(handoffs: Sequence[HandedOff], which: HandedOff | None) -> int:
 
 
 def snapshot_of(folder: Folder) -> Snapshot:
-    """The folder's state, encoded, at its current seq."""
+    """The folder's state, encoded, at its current seq (columns built by C-level loops)."""
     state = folder.snapshot()
-    turns = list(state.turns)
+    turns = folder.turns[:]
+    for idx, changes in folder._turn_changes.items():  # interruptions: few, kept apart from the turns
+        turns[idx] = changes[-1][1]
+    cuts = [(idx, *turns[idx][4:7]) for idx in sorted(folder._turn_changes)]
+    if turns:
+        seqs, roles, agents, texts, _, _, _, ats = zip(*turns, strict=True)
+    else:
+        seqs = roles = agents = texts = ats = ()
+    names = list(dict.fromkeys(agents))
+    index = {name: i for i, name in enumerate(names)}
     by_idx = {idx: tid for tid, idx in folder._agent_turn_by_id.items()}
-    names: dict[str | None, int] = {}
-    agent_idx = array("I", [names.setdefault(t[2], len(names)) for t in turns])
-    cuts = [(i, t[4], t[5], t[6]) for i, t in enumerate(turns) if t[5] or t[4] is not None]
+    agent_turns = sorted(by_idx)
     tools = [
         (t.call_id, t.name, _plain(t.arguments), t.status, t.result, t.error, t.agent, t.seq)
-        for t in state.tools.values()
+        for t in (folder._tool(i) for i in range(len(folder.tools)))
     ]
     body = (
         VERSION,
@@ -65,15 +72,15 @@ def snapshot_of(folder: Folder) -> Snapshot:
         state.ended_reason,
         folder.ended_seq,
         # turns, by column: one object per turn (its text) instead of nine
-        array("q", [t[0] for t in turns]).tobytes(),
-        bytes(_ROLE_CODE[t[1]] for t in turns),
-        list(names),
-        agent_idx.tobytes(),
-        [t[3] for t in turns],
-        array("d", [t[7] for t in turns]).tobytes(),
+        array("q", seqs).tobytes(),
+        bytes(map(_ROLE_CODE.__getitem__, roles)),
+        names,
+        array("I", map(index.__getitem__, agents)).tobytes(),
+        list(texts),
+        array("d", ats).tobytes(),
         cuts,
-        array("I", sorted(by_idx)).tobytes(),
-        [by_idx[i] for i in sorted(by_idx)],
+        array("I", agent_turns).tobytes(),
+        [by_idx[i] for i in agent_turns],
         tools,
         dict(state.slots),
         {a: dict(v) for a, v in state.private_slots.items()},
@@ -164,8 +171,8 @@ def _fold(call_id: str, snap: Snapshot) -> Folder:
             ),
         )
     )
-    for i, heard, interrupted, heard_ms in cuts:
-        turns[i] = turns[i]._replace(heard=heard, interrupted=interrupted, heard_ms=heard_ms)
+    for i, heard, interrupted, heard_ms in cuts:  # kept as changes, as the folder keeps them
+        f._turn_changes[i] = [(seq, turns[i]._replace(heard=heard, interrupted=interrupted, heard_ms=heard_ms))]
     if len(agent_turn_ids) != len(agent_at) or (agent_at and agent_at[-1] >= n):
         raise ValueError("unreadable snapshot: its agent turns do not match its turns")
     f._agent_turn_by_seq = dict(zip(map(seq_col.__getitem__, agent_at), agent_at, strict=True))

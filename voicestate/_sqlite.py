@@ -4,7 +4,11 @@ Safe for several processes on one host: each conditional append is one
 ``BEGIN IMMEDIATE`` transaction, so SQLite's write lock serialises appenders and
 the checks and the insert see the same state. Event ids are unique per call by
 a UNIQUE index. Async twins run the sync method in the backend's own worker thread (one
-queue, no executor machinery: the hop costs a fraction of ``asyncio.to_thread``).
+queue, no executor machinery: the hop costs a fraction of ``asyncio.to_thread``),
+except an append while SQLite's write lock is free and commits need no disk
+sync (``synchronous=NORMAL``): that one runs at once on the caller's thread, on a
+connection that never waits for the lock and never checkpoints (the worker
+does), because waking another thread costs more than the append itself.
 
 Durability: ``synchronous=NORMAL`` (the default) in WAL mode survives a crash
 of the process (every acknowledged event is in the WAL) but may lose the last
@@ -82,6 +86,14 @@ class _Duplicate(Exception):
     """Rolls the append's transaction back when an event id is already stored."""
 
 
+class _Busy(Exception):
+    """The non-blocking path met SQLite's write lock held by another writer."""
+
+
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_INLINE_CHECKPOINT_EVERY = 500  # inline appends between two WAL checkpoints run in the worker
+
+
 def _row_meta(row: tuple[object, ...]) -> CallMeta:
     return CallMeta(
         row[0],  # type: ignore[arg-type]
@@ -117,6 +129,8 @@ class SQLiteBackend:
         self._waiters = Waiters()
         self._worker = Worker(f"voicestate-sqlite:{os.path.basename(path)}")
         self._appends = 0
+        self._inline_appends = 0
+        self._inline = self._sync == "NORMAL"  # a full sync per commit never runs on the loop
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise ConfigError(f"sqlite: directory {parent!r} does not exist; create it or pick another path")
@@ -152,11 +166,60 @@ class SQLiteBackend:
                 self._conns.append(conn)
         return conn
 
+    def _fast(self) -> sqlite3.Connection:
+        """The event loop thread's non-blocking connection: no busy wait, no automatic checkpoint
+        (a checkpoint may sync the disk; the worker thread runs them)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "fast", None)
+        if conn is None:
+            if self._closed:
+                raise BackendUnavailable(f"{self.url}: the store is closed")
+            try:
+                conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._sync}")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            except sqlite3.Error as exc:
+                raise BackendUnavailable(f"{self.url}: cannot open the database: {exc}") from exc
+            self._local.fast = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _inline_append(
+        self,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None,
+        update: MetaUpdate | None,
+    ) -> AppendResult | None:
+        """An async append done at once on the loop's thread, if the write lock is free (tens of
+        microseconds, no disk sync: ``synchronous=NORMAL``); None: take the worker thread."""
+        try:
+            res = self._append(
+                self._fast(), call_id, events, expected_seq, expected_epoch, expected_head, update, nowait=True
+            )
+        except _Busy:
+            return None
+        self._inline_appends += 1
+        if self._inline_appends % _INLINE_CHECKPOINT_EVERY == 0:
+            self._worker.submit(self._checkpoint)
+        return res
+
+    def _checkpoint(self) -> None:
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:  # a busy checkpoint is retried by the next one
+            pass
+
     @contextmanager
-    def _tx(self, conn: sqlite3.Connection, *, immediate: bool) -> Iterator[None]:
+    def _tx(self, conn: sqlite3.Connection, *, immediate: bool, nowait: bool = False) -> Iterator[None]:
         try:
             conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except sqlite3.Error as exc:
+            if nowait and getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                raise _Busy from None  # another writer holds the lock: wait for it in the worker instead
             raise BackendUnavailable(f"{self.url}: {exc}") from exc
         try:
             yield
@@ -204,9 +267,21 @@ class SQLiteBackend:
         expected_head: bytes | None = None,
         update: MetaUpdate | None = None,
     ) -> AppendResult:
-        conn = self._conn()
+        return self._append(self._conn(), call_id, events, expected_seq, expected_epoch, expected_head, update)
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        call_id: str,
+        events: Sequence[StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None,
+        update: MetaUpdate | None,
+        nowait: bool = False,
+    ) -> AppendResult:
         try:
-            with self._tx(conn, immediate=True):
+            with self._tx(conn, immediate=True, nowait=nowait):
                 meta = self._meta(conn, call_id)
                 seq = 0 if meta is None else meta.seq
                 if (
@@ -247,7 +322,7 @@ class SQLiteBackend:
             self._waiters.notify(call_id)
         self._appends += 1
         if self._appends % _SWEEP_EVERY == 0:
-            self.sweep()
+            self._worker.submit(self.sweep)  # housekeeping, never on the caller's time
 
     def _duplicates(self, conn: sqlite3.Connection, call_id: str, events: Sequence[StoredEvent]) -> dict[str, int]:
         ids = [e.id for e in events]
@@ -492,6 +567,10 @@ class SQLiteBackend:
         expected_head: bytes | None = None,
         update: MetaUpdate | None = None,
     ) -> AppendResult:
+        if self._inline:
+            res = self._inline_append(call_id, events, expected_seq, expected_epoch, expected_head, update)
+            if res is not None:
+                return res
         return await self._worker.call(
             self.append, call_id, events, expected_seq, expected_epoch, expected_head, update
         )

@@ -146,6 +146,12 @@ class Worker:
         self._queue.put((fn, args, loop, fut))
         return await fut
 
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in the worker, nobody waiting for it (housekeeping)."""
+        if self._thread is None:
+            self._start()
+        self._queue.put((fn, (), None, None))
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
@@ -162,9 +168,11 @@ class Worker:
             try:
                 result = fn(*args)
             except BaseException as exc:
-                _post(loop, _fail, fut, exc)
+                if loop is not None:
+                    _post(loop, _fail, fut, exc)
             else:
-                _post(loop, _succeed, fut, result)
+                if loop is not None:
+                    _post(loop, _succeed, fut, result)
 
     def stop(self) -> None:
         if self._thread is not None:
