@@ -140,7 +140,7 @@ def lease_renewal(tmp: Path, samples: int) -> list[Figure]:
     lib: list[int] = []
     floor: list[int] = []
     fresh()
-    for i in range(samples):
+    for _ in range(samples):
         t0 = perf()
         ok = s.heartbeat()
         lib.append(perf() - t0)
