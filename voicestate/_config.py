@@ -23,7 +23,7 @@ class StoreConfig:
     is kept after it started. ``require_packet``: a pending handoff is redeemed only
     with its signed packet or token. ``snapshot_every``: an owner writes a snapshot
     of the fold this many events after the last one (and at every handoff), where
-    the deciding tier keeps snapshots.
+    the deciding tier keeps snapshots (0: never; resumes then replay the log).
     """
 
     keys: KeyRing
@@ -55,8 +55,8 @@ class StoreConfig:
                 raise ConfigError(f"{name} must be an int, not {type(value).__name__} {value!r}")
         if self.retries < 1:
             raise ConfigError(f"retries must be at least 1, got {self.retries!r}")
-        if self.snapshot_every < 1:
-            raise ConfigError(f"snapshot_every must be at least 1, got {self.snapshot_every!r}")
+        if self.snapshot_every < 0:
+            raise ConfigError(f"snapshot_every is a number of events (0: no snapshots), got {self.snapshot_every!r}")
         if self.max_event_bytes < 1024:
             raise ConfigError(f"max_event_bytes must be at least 1024, got {self.max_event_bytes!r}")
         if self.behind_queue < 1:

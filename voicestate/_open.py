@@ -100,7 +100,8 @@ def open_store(
     (24 h) after its start one that never ended. ``require_packet=True``: a pending handoff is
     redeemed only with its signed packet or token, never by the bare call id.
     ``snapshot_every`` (500): events between the fold snapshots an owner writes (and at every
-    handoff), where the deciding tier keeps them, so a resume does not replay the whole log.
+    handoff), where the deciding tier keeps them, so a resume does not replay the whole log;
+    ``0``: no snapshots (a snapshot holds the call's text again: storage against resume time).
     Durations are seconds, int or float.
     """
     if not urls:

@@ -383,10 +383,11 @@ class OwnerLog:
     def _maybe_snapshot(self, force: bool = False) -> Flow[None]:
         """Write a snapshot of the fold (off the append: after it was acknowledged), at a handoff
         or ``snapshot_every`` events after the last one, where the deciding tier keeps them."""
-        if not self._tiers.backend.capabilities.snapshots or self._queue:
+        every = self.store.config.snapshot_every
+        if not every or not self._tiers.backend.capabilities.snapshots or self._queue:
             return
         seq = self._folder.seq
-        if not force and seq - self._snapshot_seq < self.store.config.snapshot_every:
+        if not force and seq - self._snapshot_seq < every:
             return
         self._snapshot_seq = seq
         yield from self._tiers.put_snapshot(self.call_id, snapshot_of(self._folder))

@@ -7,6 +7,10 @@ each row, the per-call metadata row, and SQLite's page and index overhead (the
 full-row count including the id and call id columns is in the JSON). Raw JSON:
 ``len(json.dumps(messages))`` of the same call rendered as OpenAI chat messages
 (``session.context("openai")``). Budget (DESIGN.md): ≤ 1.3×.
+
+A second row adds the call's snapshot (one per call, the newest: the fold,
+turn texts included, written every ``snapshot_every`` events and at handoffs),
+which the first row's counting leaves out; ``snapshot_every=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ def run(tmp: Path) -> list[Figure]:
         "sum(length(CAST(call_id AS BLOB))) FROM vs_events WHERE call_id = ?",
         ("bytes-1000",),
     ).fetchone()
+    snap = conn.execute("SELECT seq, length(data) FROM vs_snapshots WHERE call_id = ?", ("bytes-1000",)).fetchone()
     conn.close()
     counted = data + chain + 8 * n
     ratio = counted / raw_json
+    snap_seq, snap_bytes = snap if snap is not None else (0, 0)
+    with_snapshot = counted + snap_bytes
     return [
         Figure(
             "bytes stored per call (SQLite) vs its raw JSON",
@@ -60,5 +67,18 @@ def run(tmp: Path) -> list[Figure]:
                 "with_id_and_call_id_columns": counted + ids + call_ids,
                 "raw_json_bytes": raw_json,
             },
-        )
+        ),
+        Figure(
+            "bytes stored per call (SQLite) with its snapshot vs its raw JSON",
+            f"{TURNS:,} turns",
+            "bytes",
+            float(with_snapshot),
+            None,
+            float(raw_json),
+            "len(json.dumps(OpenAI messages))",
+            budget=f"≤ {BUDGET}× (DESIGN.md counts the call; a snapshot repeats its text)",
+            verdict="within budget" if with_snapshot / raw_json <= BUDGET else "OVER BUDGET",
+            note=f"the log above plus one snapshot of {snap_bytes:,} B at seq {snap_seq:,}",
+            raw={"snapshot_bytes": snap_bytes, "snapshot_seq": snap_seq},
+        ),
     ]
