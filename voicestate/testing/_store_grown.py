@@ -34,6 +34,18 @@ def _proc_watch(url: str, call_id: str) -> Any:
         store.close()
 
 
+def _proc_resume(url: str, target: Any, agent: str, takeover: bool, from_epoch: int | None = None) -> Any:
+    store = open_store(*url.split(), signing_keys=KEYS)
+    try:
+        s = store.resume(target, agent=agent, takeover=takeover, from_epoch=from_epoch)
+        s.record(Note(f"{agent} was here"))
+        return ("won", s.epoch)
+    except OwnershipError as exc:
+        return ("lost", type(exc).__name__)
+    finally:
+        store.close()
+
+
 def _proc_note_later(url: str, call_id: str, delay: float) -> Any:
     store = open_store(*url.split(), signing_keys=KEYS)
     try:
@@ -353,8 +365,6 @@ class GrownMultiProcessStoreConformance:
         assert packet.seq == 3
 
     def test_the_sender_learns_of_a_redemption_in_another_process(self, store: Store, store_url: str) -> None:
-        from ._store_suite import _proc_resume
-
         async def go() -> list[Event]:
             s = await store.aopen("call-1", agent="triage")
             packet = await s.ahandoff(to="billing")

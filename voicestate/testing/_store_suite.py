@@ -24,7 +24,7 @@ from .._events import (
 from .._open import open_store
 from .._store import Store
 from ._helpers import spawn
-from ._store_grown import GrownMultiProcessStoreConformance, GrownStoreConformance
+from ._store_grown import GrownMultiProcessStoreConformance, GrownStoreConformance, _proc_resume
 
 KEYS = "t1:conformance-secret-0123456789"
 
@@ -290,18 +290,6 @@ class StoreConformance(GrownStoreConformance):
 
 
 # --- across processes ---------------------------------------------------------------
-
-
-def _proc_resume(url: str, target: Any, agent: str, takeover: bool, from_epoch: int | None = None) -> Any:
-    store = open_store(*url.split(), signing_keys=KEYS)
-    try:
-        s = store.resume(target, agent=agent, takeover=takeover, from_epoch=from_epoch)
-        s.record(Note(f"{agent} was here"))
-        return ("won", s.epoch)
-    except OwnershipError as exc:
-        return ("lost", type(exc).__name__)
-    finally:
-        store.close()
 
 
 def _proc_append_same(url: str, call_id: str, note_id: str) -> Any:
