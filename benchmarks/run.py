@@ -87,6 +87,7 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
         ("lease renewal", "1 call", lambda: core4.lease_renewal(tmp, cfg["lease_samples"])),
         ("listing", "10,000 calls", lambda: core4.listing(tmp, cfg["listing_repeats"])),
         ("async append", "1 turn", lambda: core4.async_append(tmp, cfg["async_samples"])),
+        ("snapshot load", "200, 1,000 turns", lambda: core4.snapshot_load(tmp, cfg["listing_repeats"] * 10)),
     ]
     figures: list[Figure] = []
     for name, n, fn in steps:

@@ -256,3 +256,51 @@ def async_append(tmp: Path, samples: int) -> list[Figure]:
     )
     fig.verdict = "pass" if fig.ratio is not None and fig.ratio <= 2 else "FAIL"
     return [fig]
+
+
+def snapshot_load(tmp: Path, repeats: int) -> list[Figure]:
+    """``store.load`` of a call whose snapshot is at its head (one metadata read, one snapshot
+    read, an empty tail, decode + fold), and the decode + fold alone (DESIGN: ≤ 1 ms at 1,000 turns)."""
+    from voicestate._snapshot import fold_from_snapshot  # the part DESIGN budgets, timed alone
+
+    from .common import build_call
+
+    figures = []
+    store = vs.open_store(f"sqlite:///{tmp / 'snap.db'}", signing_keys=KEYS)
+    backend: Any = store.tiers.deciding.backend
+    perf = time.perf_counter_ns
+    for turns in (200, 1000):
+        s = build_call(store, f"snap-{turns}", turns)
+        s.handoff(to="billing")  # writes the snapshot at the head
+        snap = backend.get_snapshot(s.call_id)
+        if snap is None or snap.seq != s.seq:
+            raise RuntimeError("no snapshot at the head")
+        loads: list[int] = []
+        folds: list[int] = []
+        fresh()
+        for _ in range(repeats):
+            t0 = perf()
+            st = store.load(s.call_id)
+            loads.append(perf() - t0)
+            t0 = perf()
+            fold_from_snapshot(s.call_id, snap)
+            folds.append(perf() - t0)
+            if len(st.turns) != 2 * turns:
+                raise RuntimeError("the load lost turns")
+        n = f"{turns:,} turns"
+        figures.append(
+            timed_figure(
+                "store.load with a snapshot at the head, SQLite",
+                n,
+                loads,
+                note=f"snapshot {len(snap.data):,} B",
+            )
+        )
+        fold = timed_figure(
+            "snapshot decode + fold", n, folds, budget="≤ 1 ms at 1,000 turns" if turns == 1000 else "none"
+        )
+        if turns == 1000 and fold.p50 is not None:
+            fold.verdict = "within budget" if fold.p50 <= 1000 else "OVER BUDGET"
+        figures.append(fold)
+    store.close()
+    return figures
