@@ -152,37 +152,26 @@ class SQLiteBackend:
     # One connection per thread: sqlite3 connections must not be shared across threads.
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise BackendUnavailable(f"{self.url}: the store is closed")
-            try:
-                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self._sync}")
-            except sqlite3.Error as exc:
-                raise BackendUnavailable(f"{self.url}: cannot open the database: {exc}") from exc
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
+        return conn if conn is not None else self._open("conn", self._timeout)
 
     def _fast(self) -> sqlite3.Connection:
         """The event loop thread's non-blocking connection: no busy wait, no automatic checkpoint
         (a checkpoint may sync the disk; the worker thread runs them)."""
         conn: sqlite3.Connection | None = getattr(self._local, "fast", None)
-        if conn is None:
-            if self._closed:
-                raise BackendUnavailable(f"{self.url}: the store is closed")
-            try:
-                conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self._sync}")
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-            except sqlite3.Error as exc:
-                raise BackendUnavailable(f"{self.url}: cannot open the database: {exc}") from exc
-            self._local.fast = conn
-            with self._conns_lock:
-                self._conns.append(conn)
+        return conn if conn is not None else self._open("fast", 0, "PRAGMA wal_autocheckpoint=0")
+
+    def _open(self, slot: str, timeout: float, *pragmas: str) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendUnavailable(f"{self.url}: the store is closed")
+        try:
+            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+            for pragma in ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", *pragmas):
+                conn.execute(pragma)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"{self.url}: cannot open the database: {exc}") from exc
+        setattr(self._local, slot, conn)
+        with self._conns_lock:
+            self._conns.append(conn)
         return conn
 
     def _inline_append(
