@@ -1,12 +1,15 @@
 """voicestate: one canonical, durable state for a live voice call, resumable by any agent.
 
+```python
 import voicestate as vs
+
 store = vs.open_store("sqlite:///calls.db")
 with store.open("call-1", agent="triage") as s:
     s.record(vs.UserSpoke("I was charged twice"))
     packet = s.handoff(to="billing", reason="double charge")
 with store.resume(packet, agent="billing") as s:
     s.context("openai")
+```
 
 This module holds what an application uses. Backend authors also use
 :mod:`voicestate.backend`, plugin authors :mod:`voicestate.plugins`, and both
