@@ -91,7 +91,7 @@ class _Busy(Exception):
 
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-_INLINE_CHECKPOINT_EVERY = 500  # inline appends between two WAL checkpoints run in the worker
+_CHECKPOINT_EVERY = 256  # WAL pages (about) between two checkpoints, run in the worker thread
 
 
 def _row_meta(row: tuple[object, ...]) -> CallMeta:
@@ -129,7 +129,7 @@ class SQLiteBackend:
         self._waiters = Waiters()
         self._worker = Worker(f"voicestate-sqlite:{os.path.basename(path)}")
         self._appends = 0
-        self._inline_appends = 0
+        self._commits = 0
         self._inline = self._sync == "NORMAL"  # a full sync per commit never runs on the loop
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
@@ -158,14 +158,17 @@ class SQLiteBackend:
         """The event loop thread's non-blocking connection: no busy wait, no automatic checkpoint
         (a checkpoint may sync the disk; the worker thread runs them)."""
         conn: sqlite3.Connection | None = getattr(self._local, "fast", None)
-        return conn if conn is not None else self._open("fast", 0, "PRAGMA wal_autocheckpoint=0")
+        return conn if conn is not None else self._open("fast", 0)
 
     def _open(self, slot: str, timeout: float, *pragmas: str) -> sqlite3.Connection:
         if self._closed:
             raise BackendUnavailable(f"{self.url}: the store is closed")
         try:
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            for pragma in ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", *pragmas):
+            # No automatic checkpoint: it would run (and sync the disk) on whichever writer crosses
+            # the threshold; the worker thread checkpoints instead (``_committed``).
+            base = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", "PRAGMA wal_autocheckpoint=0")
+            for pragma in (*base, *pragmas):
                 conn.execute(pragma)
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: cannot open the database: {exc}") from exc
@@ -191,9 +194,6 @@ class SQLiteBackend:
             )
         except _Busy:
             return None
-        self._inline_appends += 1
-        if self._inline_appends % _INLINE_CHECKPOINT_EVERY == 0:
-            self._worker.submit(self._checkpoint)
         return res
 
     def _checkpoint(self) -> None:
@@ -306,7 +306,16 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: append failed: {exc}") from exc
 
+    def _committed(self, pages: int = 1) -> None:
+        """Count what a write added to the WAL (about ``pages`` pages); every so often checkpoint
+        it in the worker thread, off every caller's time."""
+        self._commits += pages
+        if self._commits >= _CHECKPOINT_EVERY:
+            self._commits = 0
+            self._worker.submit(self._checkpoint)
+
     def _appended(self, call_id: str) -> None:
+        self._committed()
         if self._waiters.active:
             self._waiters.notify(call_id)
         self._appends += 1
@@ -472,6 +481,7 @@ class SQLiteBackend:
                 )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: snapshot write failed: {exc}") from exc
+        self._committed(1 + len(snapshot.data) // 4096)
 
     def get_snapshot(self, call_id: str) -> Snapshot | None:
         try:
