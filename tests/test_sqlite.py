@@ -107,3 +107,20 @@ def test_full_synchronous_appends_never_run_on_the_loop(tmp_path: Path) -> None:
     finally:
         full.close()
         normal.close()
+
+
+def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_path: Path) -> None:
+    # The backend's worker thread checkpoints (that may sync the disk: not on a caller's time); under
+    # continuous writes a writer's own checkpoint past 16 MiB is the backstop: the WAL stays bounded.
+    db = tmp_path / "c.db"
+    store = vs.open_store(f"sqlite:///{db}", signing_keys=KEYS)
+    s = store.open("call-1", agent="triage")
+    for i in range(1500):
+        s.record(vs.Note(f"{i} " + "x" * 8000))  # about 12 MB through the WAL
+    wal = db.with_name(db.name + "-wal")
+    assert wal.stat().st_size < 24_000_000, f"the WAL grew to {wal.stat().st_size:,} bytes"
+    assert len(store.load("call-1").notes) == 1500
+    conn = store.tiers.deciding.backend._conn()  # type: ignore[attr-defined]
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 4096
+    assert store.tiers.deciding.backend._fast().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # type: ignore[attr-defined]
+    store.close()

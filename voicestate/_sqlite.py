@@ -92,6 +92,7 @@ class _Busy(Exception):
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _CHECKPOINT_EVERY = 256  # WAL pages (about) between two checkpoints, run in the worker thread
+_BACKSTOP = "PRAGMA wal_autocheckpoint=4096"  # pages (16 MiB): a writer checkpoints only past this
 
 
 def _row_meta(row: tuple[object, ...]) -> CallMeta:
@@ -158,16 +159,17 @@ class SQLiteBackend:
         """The event loop thread's non-blocking connection: no busy wait, no automatic checkpoint
         (a checkpoint may sync the disk; the worker thread runs them)."""
         conn: sqlite3.Connection | None = getattr(self._local, "fast", None)
-        return conn if conn is not None else self._open("fast", 0)
+        return conn if conn is not None else self._open("fast", 0, "PRAGMA wal_autocheckpoint=0")
 
     def _open(self, slot: str, timeout: float, *pragmas: str) -> sqlite3.Connection:
         if self._closed:
             raise BackendUnavailable(f"{self.url}: the store is closed")
         try:
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            # No automatic checkpoint: it would run (and sync the disk) on whichever writer crosses
-            # the threshold; the worker thread checkpoints instead (``_committed``).
-            base = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", "PRAGMA wal_autocheckpoint=0")
+            # Checkpoints (they may sync the disk) run in the worker thread (``_committed``); a
+            # writer's own automatic one is only the backstop for a WAL that outgrew them under
+            # continuous writes (a passive checkpoint cannot finish while frames keep coming).
+            base = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", _BACKSTOP)
             for pragma in (*base, *pragmas):
                 conn.execute(pragma)
         except sqlite3.Error as exc:
@@ -296,7 +298,7 @@ class SQLiteBackend:
                     self._insert(conn, call_id, events, meta, update)
                 except sqlite3.IntegrityError:  # the unique (call_id, id) index: some ids are stored
                     raise _Duplicate from None  # roll back first: this batch's own rows must not count
-            self._appended(call_id)
+            self._appended(call_id, events)
             return OK
         except _Duplicate:
             dups = self._duplicates(conn, call_id, events)
@@ -314,8 +316,8 @@ class SQLiteBackend:
             self._commits = 0
             self._worker.submit(self._checkpoint)
 
-    def _appended(self, call_id: str) -> None:
-        self._committed()
+    def _appended(self, call_id: str, events: Sequence[StoredEvent]) -> None:
+        self._committed(2 + sum(len(e.data) for e in events) // 4096)  # the rows, the metadata row
         if self._waiters.active:
             self._waiters.notify(call_id)
         self._appends += 1
@@ -427,7 +429,7 @@ class SQLiteBackend:
                     self._insert(conn, call_id, todo, meta, update)
                 hw += len(todo)
             if todo:
-                self._appended(call_id)
+                self._appended(call_id, todo)
             return hw
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: write failed: {exc}") from exc
