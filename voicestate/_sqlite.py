@@ -91,8 +91,8 @@ class _Busy(Exception):
 
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-_CHECKPOINT_EVERY = 256  # WAL pages (about) between two checkpoints, run in the worker thread
-_BACKSTOP = "PRAGMA wal_autocheckpoint=4096"  # pages (16 MiB): a writer checkpoints only past this
+_CHECKPOINT_EVERY = 256  # WAL pages (about) the loop's appends add between two worker checkpoints
+_WAL_LIMIT = 4 << 20  # bytes: a WAL this large sends appends to the worker, whose connection checkpoints
 
 
 def _row_meta(row: tuple[object, ...]) -> CallMeta:
@@ -130,7 +130,8 @@ class SQLiteBackend:
         self._waiters = Waiters()
         self._worker = Worker(f"voicestate-sqlite:{os.path.basename(path)}")
         self._appends = 0
-        self._commits = 0
+        self._inline_pages = 0  # WAL pages (about) added by inline appends since the last worker checkpoint
+        self._wal = path + "-wal"
         self._inline = self._sync == "NORMAL"  # a full sync per commit never runs on the loop
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
@@ -157,7 +158,8 @@ class SQLiteBackend:
 
     def _fast(self) -> sqlite3.Connection:
         """The event loop thread's non-blocking connection: no busy wait, no automatic checkpoint
-        (a checkpoint may sync the disk; the worker thread runs them)."""
+        (a checkpoint may sync the disk; the worker thread runs them). The others keep SQLite's
+        automatic checkpoint."""
         conn: sqlite3.Connection | None = getattr(self._local, "fast", None)
         return conn if conn is not None else self._open("fast", 0, "PRAGMA wal_autocheckpoint=0")
 
@@ -166,10 +168,8 @@ class SQLiteBackend:
             raise BackendUnavailable(f"{self.url}: the store is closed")
         try:
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            # Checkpoints (they may sync the disk) run in the worker thread (``_committed``); a
-            # writer's own automatic one is only the backstop for a WAL that outgrew them under
-            # continuous writes (a passive checkpoint cannot finish while frames keep coming).
-            base = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", _BACKSTOP)
+            limit = f"PRAGMA journal_size_limit={_WAL_LIMIT // 2}"  # a restarted WAL is cut back to this
+            base = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={self._sync}", limit)
             for pragma in (*base, *pragmas):
                 conn.execute(pragma)
         except sqlite3.Error as exc:
@@ -191,11 +191,24 @@ class SQLiteBackend:
         """An async append done at once on the loop's thread, if the write lock is free (tens of
         microseconds, no disk sync: ``synchronous=NORMAL``); None: take the worker thread."""
         try:
+            wal = os.stat(self._wal).st_size
+        except OSError:
+            wal = 0
+        if wal > _WAL_LIMIT:
+            # Under continuous writes a background checkpoint never catches up: this append goes to
+            # the worker, whose connection checkpoints while nobody here writes, so the WAL restarts
+            # (and is cut back to journal_size_limit).
+            return None
+        try:
             res = self._append(
                 self._fast(), call_id, events, expected_seq, expected_epoch, expected_head, update, nowait=True
             )
         except _Busy:
             return None
+        pages = 2 + sum(len(e.data) for e in events) // 4096  # the rows and the metadata row, about
+        before, self._inline_pages = self._inline_pages, self._inline_pages + pages
+        if before // _CHECKPOINT_EVERY != self._inline_pages // _CHECKPOINT_EVERY:
+            self._worker.submit(self._checkpoint)
         return res
 
     def _checkpoint(self) -> None:
@@ -308,16 +321,7 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: append failed: {exc}") from exc
 
-    def _committed(self, pages: int = 1) -> None:
-        """Count what a write added to the WAL (about ``pages`` pages); every so often checkpoint
-        it in the worker thread, off every caller's time."""
-        self._commits += pages
-        if self._commits >= _CHECKPOINT_EVERY:
-            self._commits = 0
-            self._worker.submit(self._checkpoint)
-
     def _appended(self, call_id: str, events: Sequence[StoredEvent]) -> None:
-        self._committed(2 + sum(len(e.data) for e in events) // 4096)  # the rows, the metadata row
         if self._waiters.active:
             self._waiters.notify(call_id)
         self._appends += 1
@@ -483,7 +487,6 @@ class SQLiteBackend:
                 )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"{self.url}: snapshot write failed: {exc}") from exc
-        self._committed(1 + len(snapshot.data) // 4096)
 
     def get_snapshot(self, call_id: str) -> Snapshot | None:
         try:
