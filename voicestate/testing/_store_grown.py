@@ -92,14 +92,14 @@ class GrownStoreConformance:
             store.resume("call-1", agent="recovery", takeover=True)
 
     def test_async_sessions_renew_in_the_background_until_left(self, store: Store) -> None:
-        _short_lease(store, 0.3)
+        _short_lease(store, 0.6)  # renewed every 0.2 s: slack for a loaded machine
 
         async def go() -> None:
             async with store.aopen("call-1", agent="triage"):
-                await asyncio.sleep(0.7)  # over two leases, without a write
+                await asyncio.sleep(1.3)  # over two leases, without a write
                 with pytest.raises(OwnershipError, match="is live"):
                     await store.aresume("call-1", agent="recovery", takeover=True)
-            await asyncio.sleep(0.4)  # left: no more renewals, the lease lapses
+            await asyncio.sleep(0.7)  # left: no more renewals, the lease lapses
             w = await store.aresume("call-1", agent="recovery", takeover=True)
             assert w.epoch == 2
 
