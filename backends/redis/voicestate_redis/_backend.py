@@ -1,0 +1,639 @@
+"""``redis://`` and ``rediss://``: the networked deciding tier (redis-py, sync and asyncio).
+
+Every write of a call is one Lua script (EVALSHA, loaded again after a NOSCRIPT), so its
+checks and its writes are atomic and an append is one round trip. The keys of a call share
+the hash tag ``{call id}``; README.md documents the layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import voicestate as vs
+import voicestate.backend as vsb
+
+from . import _scripts
+
+_TOMBSTONE_TTL = 30 * 86400.0  # seconds a deleted or expired call's tombstone stops late writes
+_DEFAULT_TIMEOUT = 2.0  # seconds: connect and command timeout, the bound on a lost connection
+_LIST_BATCH = 64
+_HEADER = struct.Struct(">BIH")  # final, epoch, len(id), after the chain value
+
+# URL parameters: name -> parser. Anything else is refused.
+_FLOAT = ("timeout", "socket_timeout", "socket_connect_timeout", "health_check_interval", "tombstone_ttl")
+_INT = ("retries", "max_connections")
+_STR = ("prefix", "client_name", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path")
+_BOOL = ("ssl_check_hostname",)
+_SSL = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path", "ssl_check_hostname")
+
+
+def _escape(call_id: str) -> str:
+    """The call id inside a hash tag: ``}`` would end the tag early, ``%`` keeps it reversible."""
+    return call_id.replace("%", "%25").replace("}", "%7D")
+
+
+def _opt(value: str | None) -> str:
+    """An optional string as a script argument: '' for None, '=' + value otherwise."""
+    return "" if value is None else "=" + value
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _element(e: vsb.StoredEvent) -> bytes:
+    """An event as one list element: len(chain), chain, final, epoch, len(id), id, data."""
+    ident = e.id.encode()
+    return b"".join((bytes((len(e.chain),)), e.chain, _HEADER.pack(int(e.final), e.epoch, len(ident)), ident, e.data))
+
+
+def _event(seq: int, raw: bytes) -> vsb.StoredEvent:
+    n = raw[0]
+    chain = raw[1 : 1 + n]
+    final, epoch, idlen = _HEADER.unpack_from(raw, 1 + n)
+    start = 1 + n + _HEADER.size
+    return vsb.StoredEvent(seq, raw[start : start + idlen].decode(), raw[start + idlen :], chain, epoch, bool(final))
+
+
+def _str(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _meta(h: Mapping[bytes, bytes]) -> vsb.CallMeta:
+    expires = h.get(b"expires_at")
+    return vsb.CallMeta(
+        seq=int(h[b"seq"]),
+        epoch=int(h[b"epoch"]),
+        head=bytes(h[b"head"]),
+        ended=h.get(b"ended") == b"1",
+        owner=_str(h.get(b"owner")),
+        pending_to=_str(h.get(b"pending_to")),
+        lease_until=float(h.get(b"lease_until", b"0")),
+        started_at=float(h.get(b"started_at", b"0")),
+        active_at=float(h.get(b"active_at", b"0")),
+        expires_at=None if expires is None else float(expires),
+        tenant=_str(h.get(b"tenant")),
+    )
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _live(h: Mapping[bytes, bytes] | None, now: float) -> vsb.CallMeta | None:
+    if not h or b"seq" not in h:
+        return None
+    meta = _meta(h)
+    if meta.expires_at is not None and meta.expires_at <= now:
+        return None  # expired by the clock; Redis purges it at its key expiry, a script sooner
+    return meta
+
+
+def _update_args(update: vsb.MetaUpdate | None) -> list[str]:
+    if update is None:
+        return ["0", "", "", "0", "", "0", ""]
+    return [
+        "1",
+        _opt(update.owner),
+        _opt(update.pending_to),
+        _num(update.lease_until),
+        "" if update.expires_at is None else "=" + _num(update.expires_at),
+        _num(update.at),
+        _opt(update.tenant),
+    ]
+
+
+class _Scripts:
+    """The registered scripts, for one client (sync) or one event loop's client (async)."""
+
+    def __init__(self, client: Any) -> None:
+        self.append = client.register_script(_scripts.APPEND)
+        self.write_at = client.register_script(_scripts.WRITE_AT)
+        self.renew = client.register_script(_scripts.RENEW)
+        self.load = client.register_script(_scripts.LOAD)
+        self.delete = client.register_script(_scripts.DELETE)
+        self.put_snapshot = client.register_script(_scripts.PUT_SNAPSHOT)
+        self.get_snapshot = client.register_script(_scripts.GET_SNAPSHOT)
+        self.prune = client.register_script(_scripts.PRUNE)
+
+
+class RedisBackend:
+    """A voicestate backend on one Redis server (or a primary), through redis-py's pooled clients.
+
+    Open it with :func:`voicestate.open_store` (``redis://[user:password@]host:port/db``,
+    ``rediss://`` for TLS); the URL parameters are in README.md.
+    """
+
+    capabilities = vsb.Capabilities(shared_across_processes=True, threads=True, watch=True, snapshots=True)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "vs",
+        timeout: float = _DEFAULT_TIMEOUT,
+        socket_connect_timeout: float | None = None,
+        retries: int = 0,
+        tombstone_ttl: float = _TOMBSTONE_TTL,
+        options: Mapping[str, Any] | None = None,
+        reopen_url: str | None = None,
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise vs.ConfigError(f"redis: prefix= may not hold '{{' or '}}' (it would become the hash tag): {prefix!r}")
+        if timeout <= 0 or retries < 0 or tombstone_ttl <= 0:
+            raise vs.ConfigError("redis: timeout and tombstone_ttl must be > 0, retries >= 0")
+        self.url = reopen_url or url
+        self._shown = _redact(url)
+        self._prefix = prefix
+        self._tomb_ms = str(int(tombstone_ttl * 1000))
+        self._kwargs: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout if socket_connect_timeout is None else socket_connect_timeout,
+            **(options or {}),
+        }
+        self._retries = retries
+        try:
+            pool = redis.ConnectionPool.from_url(url, retry=Retry(NoBackoff(), retries), **self._kwargs)
+        except (ValueError, TypeError) as exc:
+            raise vs.ConfigError(f"{self._shown}: {exc}") from exc
+        self._redis_url = url
+        self._client = redis.Redis(connection_pool=pool)
+        self._scripts = _Scripts(self._client)
+        self._lock = threading.Lock()
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[aioredis.Redis, _Scripts]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self._shown!r}, prefix={self._prefix!r})"
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _keys(self, call_id: str, tenant: str | None = None) -> list[str]:
+        base = f"{self._prefix}:{{{_escape(call_id)}}}"
+        keys = [f"{base}:m", f"{base}:e", f"{base}:i", f"{base}:s", f"{base}:x", f"{self._prefix}:calls"]
+        if tenant is not None:
+            keys.append(f"{self._prefix}:calls:t:{tenant}")
+        return keys
+
+    def _channel(self, call_id: str) -> str:
+        return f"{self._prefix}:{{{_escape(call_id)}}}:w"
+
+    def _index(self, tenant: str | None) -> str:
+        return f"{self._prefix}:calls" if tenant is None else f"{self._prefix}:calls:t:{tenant}"
+
+    # -- errors and clients --------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        if self._closed:
+            raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise vs.BackendUnavailable(f"{self._shown}: {what} failed: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise vs.BackendUnavailable(f"{self._shown}: {what} failed: {exc}") from exc
+
+    def _async(self) -> tuple[aioredis.Redis, _Scripts]:
+        """The asyncio client of the running event loop (a redis.asyncio connection belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            found = self._aclients.get(loop)
+            if found is None:
+                pool = aioredis.ConnectionPool.from_url(
+                    self._redis_url, retry=AsyncRetry(NoBackoff(), self._retries), **self._kwargs
+                )
+                client = aioredis.Redis(connection_pool=pool)
+                found = (client, _Scripts(client))
+                self._aclients[loop] = found
+            return found
+
+    # -- arguments ------------------------------------------------------------------------
+
+    def _append_args(
+        self,
+        call_id: str,
+        events: Sequence[vsb.StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None,
+        update: vsb.MetaUpdate | None,
+    ) -> tuple[list[str], list[Any]]:
+        last = events[-1]
+        args: list[Any] = [
+            call_id,
+            self._channel(call_id),
+            _num(time.time()),
+            self._tomb_ms,
+            str(expected_seq),
+            "" if expected_epoch is None else f"={expected_epoch}",
+            b"" if expected_head is None else b"=" + expected_head,
+            *_update_args(update),
+            "" if update is None or update.lapsed_by is None else "=" + _num(update.lapsed_by),
+            str(last.epoch),
+            last.chain,
+            "1" if any(e.final for e in events) else "0",
+            events[0].chain,
+            str(len(events)),
+        ]
+        for e in events:
+            args.append(e.id)
+            args.append(_element(e))
+        return self._keys(call_id, update.tenant if update is not None else None), args
+
+    def _write_args(
+        self, call_id: str, events: Sequence[vsb.StoredEvent], update: vsb.MetaUpdate | None
+    ) -> tuple[list[str], list[Any]]:
+        args: list[Any] = [
+            call_id,
+            self._channel(call_id),
+            _num(time.time()),
+            self._tomb_ms,
+            *_update_args(update),
+            str(len(events)),
+        ]
+        for e in events:
+            args += [str(e.seq), e.id, e.chain, str(e.epoch), "1" if e.final else "0", _element(e)]
+        return self._keys(call_id, update.tenant if update is not None else None), args
+
+    @staticmethod
+    def _append_result(reply: Any) -> vsb.AppendResult:
+        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if status == "ok":
+            return vsb.OK
+        if status == "duplicate":
+            flat = reply[1]
+            return vsb.AppendResult(
+                "duplicate", None, {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+            )
+        meta = None if len(reply) < 2 or not reply[1] else _meta(_pairs(reply[1]))
+        return vsb.AppendResult("conflict", meta)
+
+    # -- the protocol, sync ------------------------------------------------------------------
+
+    def get_meta(self, call_id: str) -> vsb.CallMeta | None:
+        with self._errors("get_meta"):
+            h = cast("dict[bytes, bytes]", self._client.hgetall(self._keys(call_id)[0]))
+        return _live(h, time.time())
+
+    def append(
+        self,
+        call_id: str,
+        events: Sequence[vsb.StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
+        update: vsb.MetaUpdate | None = None,
+    ) -> vsb.AppendResult:
+        if not events:
+            return vsb.OK
+        keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
+        with self._errors("append"):
+            reply = self._scripts.append(keys=keys, args=args)
+        return self._append_result(reply)
+
+    def renew(self, call_id: str, epoch: int, lease_until: float) -> vsb.CallMeta | None:
+        with self._errors("renew"):
+            reply = self._scripts.renew(
+                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(epoch), _num(lease_until)]
+            )
+        return _live(_pairs(reply), 0.0) if reply else None
+
+    def load(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[vsb.StoredEvent]:
+        start = max(from_seq, 1)
+        if to_seq is not None and to_seq < start:
+            return []
+        stop = -1 if to_seq is None else to_seq - 1
+        with self._errors("load"):
+            raw = self._scripts.load(keys=self._keys(call_id)[:5], args=[_num(time.time()), start - 1, stop])
+        return [_event(start + i, r) for i, r in enumerate(raw)]
+
+    def write_at(self, call_id: str, events: Sequence[vsb.StoredEvent], update: vsb.MetaUpdate | None = None) -> int:
+        keys, args = self._write_args(call_id, events, update)
+        with self._errors("write_at"):
+            return int(self._scripts.write_at(keys=keys, args=args))
+
+    def high_water(self, call_id: str) -> int:
+        meta = self.get_meta(call_id)
+        return 0 if meta is None else meta.seq
+
+    def delete(self, call_id: str) -> bool:
+        with self._errors("delete"):
+            n = self._scripts.delete(
+                keys=self._keys(call_id)[:5], args=[_num(time.time()), self._tomb_ms, self._channel(call_id)]
+            )
+        return bool(n)
+
+    def list_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, vsb.CallMeta]]:
+        out: list[tuple[str, vsb.CallMeta]] = []
+        gone: list[str] = []
+        index = self._index(tenant)
+        cursor = b"-" if after is None else b"(" + after.encode()
+        with self._errors("list_calls"):
+            while len(out) < limit:
+                batch = max(limit - len(out), _LIST_BATCH)
+                ids = cast("list[bytes]", self._client.zrangebylex(index, cursor, b"+", 0, batch))
+                if not ids:
+                    break
+                pipe = self._client.pipeline(transaction=False)
+                for raw in ids:
+                    pipe.hgetall(self._keys(raw.decode())[0])
+                rows = pipe.execute()
+                now = time.time()
+                for raw, h in zip(ids, rows, strict=True):
+                    call_id = raw.decode()
+                    if not h:
+                        gone.append(call_id)
+                        continue
+                    meta = _live(h, now)
+                    if meta is None or (tenant is not None and meta.tenant != tenant):
+                        continue
+                    out.append((call_id, meta))
+                    if len(out) >= limit:
+                        break
+                cursor = b"(" + ids[-1]
+                if len(ids) < batch:
+                    break
+            if gone:
+                self._prune(index, gone)
+        return out
+
+    def _prune(self, index: str, gone: list[str]) -> None:
+        keys: list[str] = []
+        for call_id in gone:
+            keys += [index, self._keys(call_id)[0]]
+        self._scripts.prune(keys=keys, args=gone)
+
+    # watching: a publish from every write script on the call's channel
+    def wait_for(self, call_id: str, after: int, timeout: float) -> vsb.CallMeta | None:
+        deadline = time.monotonic() + timeout
+        with self._errors("wait_for"):
+            ps = self._client.pubsub()
+            try:
+                ps.subscribe(self._channel(call_id))
+                self._confirmed(ps, deadline)
+                while True:
+                    meta = self.get_meta(call_id)  # after subscribing: nothing in between is missed
+                    if meta is None or meta.seq > after:
+                        return meta
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return meta
+                    ps.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            finally:
+                ps.close()
+
+    def _confirmed(self, ps: Any, deadline: float) -> None:
+        """Wait for the server's SUBSCRIBE confirmation: the subscription is live from then on."""
+        limit = max(deadline - time.monotonic(), 0.0) + float(self._kwargs["socket_timeout"])
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            msg = ps.get_message(timeout=end - time.monotonic())
+            if msg is not None and msg.get("type") == "subscribe":
+                return
+
+    def put_snapshot(self, call_id: str, snapshot: vsb.Snapshot) -> None:
+        with self._errors("put_snapshot"):
+            self._scripts.put_snapshot(
+                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(snapshot.seq), snapshot.chain, snapshot.data]
+            )
+
+    def get_snapshot(self, call_id: str) -> vsb.Snapshot | None:
+        with self._errors("get_snapshot"):
+            reply = self._scripts.get_snapshot(keys=self._keys(call_id)[:5], args=[_num(time.time())])
+        return None if not reply else vsb.Snapshot(int(reply[0]), bytes(reply[1]), bytes(reply[2]))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._client.connection_pool.disconnect()
+        with self._lock:
+            self._aclients = weakref.WeakKeyDictionary()
+
+    # -- the async twins: the same scripts through redis.asyncio ----------------------------------
+
+    async def aget_meta(self, call_id: str) -> vsb.CallMeta | None:
+        client, _ = self._async_checked()
+        with self._errors("get_meta"):
+            h = cast("dict[bytes, bytes]", await client.hgetall(self._keys(call_id)[0]))
+        return _live(h, time.time())
+
+    async def aappend(
+        self,
+        call_id: str,
+        events: Sequence[vsb.StoredEvent],
+        expected_seq: int,
+        expected_epoch: int | None,
+        expected_head: bytes | None = None,
+        update: vsb.MetaUpdate | None = None,
+    ) -> vsb.AppendResult:
+        if not events:
+            return vsb.OK
+        _, scripts = self._async_checked()
+        keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
+        with self._errors("append"):
+            reply = await scripts.append(keys=keys, args=args)
+        return self._append_result(reply)
+
+    async def arenew(self, call_id: str, epoch: int, lease_until: float) -> vsb.CallMeta | None:
+        _, scripts = self._async_checked()
+        with self._errors("renew"):
+            reply = await scripts.renew(
+                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(epoch), _num(lease_until)]
+            )
+        return _live(_pairs(reply), 0.0) if reply else None
+
+    async def aload(self, call_id: str, from_seq: int = 1, to_seq: int | None = None) -> list[vsb.StoredEvent]:
+        start = max(from_seq, 1)
+        if to_seq is not None and to_seq < start:
+            return []
+        stop = -1 if to_seq is None else to_seq - 1
+        _, scripts = self._async_checked()
+        with self._errors("load"):
+            raw = await scripts.load(keys=self._keys(call_id)[:5], args=[_num(time.time()), start - 1, stop])
+        return [_event(start + i, r) for i, r in enumerate(raw)]
+
+    async def awrite_at(
+        self, call_id: str, events: Sequence[vsb.StoredEvent], update: vsb.MetaUpdate | None = None
+    ) -> int:
+        _, scripts = self._async_checked()
+        keys, args = self._write_args(call_id, events, update)
+        with self._errors("write_at"):
+            return int(await scripts.write_at(keys=keys, args=args))
+
+    async def ahigh_water(self, call_id: str) -> int:
+        meta = await self.aget_meta(call_id)
+        return 0 if meta is None else meta.seq
+
+    async def adelete(self, call_id: str) -> bool:
+        _, scripts = self._async_checked()
+        with self._errors("delete"):
+            n = await scripts.delete(
+                keys=self._keys(call_id)[:5], args=[_num(time.time()), self._tomb_ms, self._channel(call_id)]
+            )
+        return bool(n)
+
+    async def alist_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, vsb.CallMeta]]:
+        client, scripts = self._async_checked()
+        out: list[tuple[str, vsb.CallMeta]] = []
+        gone: list[str] = []
+        index = self._index(tenant)
+        cursor = b"-" if after is None else b"(" + after.encode()
+        with self._errors("list_calls"):
+            while len(out) < limit:
+                batch = max(limit - len(out), _LIST_BATCH)
+                ids = cast("list[bytes]", await client.zrangebylex(index, cursor, b"+", 0, batch))
+                if not ids:
+                    break
+                pipe = client.pipeline(transaction=False)
+                for raw in ids:
+                    pipe.hgetall(self._keys(raw.decode())[0])
+                rows = await pipe.execute()
+                now = time.time()
+                for raw, h in zip(ids, rows, strict=True):
+                    call_id = raw.decode()
+                    if not h:
+                        gone.append(call_id)
+                        continue
+                    meta = _live(h, now)
+                    if meta is None or (tenant is not None and meta.tenant != tenant):
+                        continue
+                    out.append((call_id, meta))
+                    if len(out) >= limit:
+                        break
+                cursor = b"(" + ids[-1]
+                if len(ids) < batch:
+                    break
+            if gone:
+                keys: list[str] = []
+                for call_id in gone:
+                    keys += [index, self._keys(call_id)[0]]
+                await scripts.prune(keys=keys, args=gone)
+        return out
+
+    async def await_for(self, call_id: str, after: int, timeout: float) -> vsb.CallMeta | None:
+        client, _ = self._async_checked()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        with self._errors("await_for"):
+            ps = client.pubsub()
+            try:
+                await ps.subscribe(self._channel(call_id))
+                end = deadline + float(self._kwargs["socket_timeout"])
+                while loop.time() < end:  # the server's confirmation: the subscription is live
+                    msg = await ps.get_message(timeout=end - loop.time())
+                    if msg is not None and msg.get("type") == "subscribe":
+                        break
+                while True:
+                    meta = await self.aget_meta(call_id)
+                    if meta is None or meta.seq > after:
+                        return meta
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return meta
+                    await ps.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            finally:
+                await ps.aclose()
+
+    async def aput_snapshot(self, call_id: str, snapshot: vsb.Snapshot) -> None:
+        _, scripts = self._async_checked()
+        with self._errors("put_snapshot"):
+            await scripts.put_snapshot(
+                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(snapshot.seq), snapshot.chain, snapshot.data]
+            )
+
+    async def aget_snapshot(self, call_id: str) -> vsb.Snapshot | None:
+        _, scripts = self._async_checked()
+        with self._errors("get_snapshot"):
+            reply = await scripts.get_snapshot(keys=self._keys(call_id)[:5], args=[_num(time.time())])
+        return None if not reply else vsb.Snapshot(int(reply[0]), bytes(reply[1]), bytes(reply[2]))
+
+    async def aclose(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - always called from a coroutine
+            loop = None
+        found = self._aclients.get(loop) if loop is not None else None
+        self.close()
+        if found is not None:
+            await found[0].aclose()
+
+    def _async_checked(self) -> tuple[aioredis.Redis, _Scripts]:
+        if self._closed:
+            raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
+        return self._async()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def open_redis(url: str, params: Mapping[str, str]) -> RedisBackend:
+    """The factory for ``redis://`` and ``rediss://`` (``url`` without its query, ``params`` its parameters)."""
+    parts = urlsplit(url)
+    if not parts.hostname and not parts.path.startswith("/"):
+        raise vs.ConfigError(f"{_redact(url)}: name a host, e.g. redis://127.0.0.1:6379/0")
+    parsed: dict[str, Any] = {}
+    known = sorted((*_FLOAT, *_INT, *_STR, *_BOOL))
+    for name, value in params.items():
+        if name not in known:
+            raise vs.ConfigError(f"{_redact(url)}: unknown parameter {name}=; known: {', '.join(known)}")
+        try:
+            if name in _FLOAT:
+                parsed[name] = float(value)
+            elif name in _INT:
+                parsed[name] = int(value)
+            elif name in _BOOL:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                parsed[name] = value.lower() in ("true", "1", "yes")
+            else:
+                parsed[name] = value
+        except ValueError:
+            raise vs.ConfigError(f"{_redact(url)}: bad value for {name}=: {value!r}") from None
+    if parts.scheme == "redis" and any(k in parsed for k in _SSL):
+        raise vs.ConfigError(f"{_redact(url)}: ssl_* parameters need rediss:// (TLS)")
+    options: dict[str, Any] = {}
+    for name in ("max_connections", "health_check_interval", "client_name", *_SSL):
+        if name in parsed:
+            options[name] = parsed[name]
+    timeout = parsed.get("socket_timeout", parsed.get("timeout", _DEFAULT_TIMEOUT))
+    query = urlencode(dict(params))
+    return RedisBackend(
+        url,
+        prefix=parsed.get("prefix", "vs"),
+        timeout=timeout,
+        socket_connect_timeout=parsed.get("socket_connect_timeout", parsed.get("timeout")),
+        retries=parsed.get("retries", 0),
+        tombstone_ttl=parsed.get("tombstone_ttl", _TOMBSTONE_TTL),
+        options=options,
+        reopen_url=f"{url}?{query}" if query else url,
+    )
+
+
+__all__ = ["RedisBackend", "open_redis"]
