@@ -147,7 +147,7 @@ def typing(session: nox.Session, target: str) -> None:
 def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     # openai-agents: the best peer's SQLiteSession, measured beside our resume in the same run
-    session.install(".", "openai-agents==0.24.0")
+    session.install(".", "-e", "backends/redis", "openai-agents==0.24.0")  # the Redis figures need the member
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vsbench import core4, handoff, packet, record, report, sqlite_append, storage
+from vsbench import core4, handoff, packet, record, redis_append, report, sqlite_append, storage
 from vsbench.common import Figure, unmeasured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,6 +88,7 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
         ("listing", "10,000 calls", lambda: core4.listing(tmp, cfg["listing_repeats"])),
         ("async append", "1 turn", lambda: core4.async_append(tmp, cfg["async_samples"])),
         ("snapshot load", "200, 1,000 turns", lambda: core4.snapshot_load(tmp, cfg["listing_repeats"] * 10)),
+        ("Redis append", "10, 1,000 events", lambda: redis_append.run(cfg["lease_samples"])),
     ]
     figures: list[Figure] = []
     for name, n, fn in steps:
