@@ -210,9 +210,10 @@ def test_url_options_are_checked(redis_url: str) -> None:
         vsb.open_backend(f"{redis_url}?timeout=soon")
     with pytest.raises(vs.ConfigError, match="hash tag"):
         vsb.open_backend(f"{redis_url}?prefix=a{{b}}")
-    for scheme in ("redis+cluster", "rediss+cluster"):
-        with pytest.raises(vs.ConfigError, match="Cluster support is coming"):
-            vsb.open_backend(f"{scheme}://127.0.0.1:7000")
+    with pytest.raises(vs.ConfigError, match="buckets= is for"):
+        vsb.open_backend(f"{redis_url}?buckets=16")
+    with pytest.raises(vs.BackendUnavailable, match="cannot reach the cluster"):  # nothing listens there
+        vsb.open_backend(f"redis+cluster://127.0.0.1:{free_port()}?timeout=0.5")
     b = vsb.open_backend(f"{redis_url}?prefix=p1&timeout=0.5&retries=1")
     assert "prefix=p1" in b.url and "timeout=0.5" in b.url  # the URL reopens the same store
     b.close()

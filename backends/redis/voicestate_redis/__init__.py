@@ -1,4 +1,5 @@
-"""voicestate-redis: the Redis backend of voicestate (``redis://``, ``rediss://``).
+"""voicestate-redis: the Redis backend of voicestate (``redis://``, ``rediss://``, and
+``redis+cluster://``, ``rediss+cluster://`` for a Redis Cluster).
 
 Installing the distribution registers the schemes through the ``voicestate``
 entry-point group; ``voicestate.open_store("redis://127.0.0.1:6379/0")`` then

@@ -1,17 +1,22 @@
-"""``redis://`` and ``rediss://``: the networked deciding tier (redis-py, sync and asyncio).
+"""``redis://``, ``rediss://`` and their ``+cluster`` twins: the networked deciding tier
+(redis-py, sync and asyncio; ``RedisCluster`` for a Redis Cluster).
 
 Every write of a call is one Lua script (EVALSHA, loaded again after a NOSCRIPT), so its
-checks and its writes are atomic and an append is one round trip. The keys of a call share
-the hash tag ``{call id}``; README.md documents the layout.
+checks and its writes are atomic and an append is one round trip. On one server the keys of
+a call share the hash tag ``{call id}``; on a Cluster they share the tag of the call's index
+bucket, ``{b<n>}``, with the bucket's listing index, so a script never leaves its slot.
+README.md documents both layouts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -19,6 +24,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -35,7 +42,10 @@ _HEADER = struct.Struct(">BIH")  # final, epoch, len(id), after the chain value
 
 # URL parameters: name -> parser. Anything else is refused.
 _FLOAT = ("timeout", "socket_timeout", "socket_connect_timeout", "health_check_interval", "tombstone_ttl")
-_INT = ("retries", "max_connections")
+_INT = ("retries", "max_connections", "buckets")
+# RedisClusterException (no seed reachable, no slot map) is not a RedisError
+_REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
+_DEFAULT_BUCKETS = 256  # Cluster: index buckets, each one hash tag (one slot); fixed for a store's life
 _STR = ("prefix", "client_name", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path")
 _BOOL = ("ssl_check_hostname",)
 _SSL = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path", "ssl_check_hostname")
@@ -118,14 +128,20 @@ def _update_args(update: vsb.MetaUpdate | None) -> list[str]:
 
 
 class _Scripts:
-    """The registered scripts, for one client (sync) or one event loop's client (async)."""
+    """The registered scripts, for one client (sync) or one event loop's client (async).
 
-    def __init__(self, client: Any) -> None:
-        self.append = client.register_script(_scripts.APPEND)
-        self.write_at = client.register_script(_scripts.WRITE_AT)
+    On a Cluster the writers notify with SPUBLISH (sharded pub/sub: the channel shares the
+    call's slot, so the message stays on the node that owns it)."""
+
+    def __init__(self, client: Any, cluster: bool = False) -> None:
+        def text(script: str) -> str:
+            return script.replace("'PUBLISH'", "'SPUBLISH'") if cluster else script
+
+        self.append = client.register_script(text(_scripts.APPEND))
+        self.write_at = client.register_script(text(_scripts.WRITE_AT))
         self.renew = client.register_script(_scripts.RENEW)
         self.load = client.register_script(_scripts.LOAD)
-        self.delete = client.register_script(_scripts.DELETE)
+        self.delete = client.register_script(text(_scripts.DELETE))
         self.put_snapshot = client.register_script(_scripts.PUT_SNAPSHOT)
         self.get_snapshot = client.register_script(_scripts.GET_SNAPSHOT)
         self.prune = client.register_script(_scripts.PRUNE)
@@ -151,13 +167,19 @@ class RedisBackend:
         tombstone_ttl: float = _TOMBSTONE_TTL,
         options: Mapping[str, Any] | None = None,
         reopen_url: str | None = None,
+        cluster: bool = False,
+        buckets: int = _DEFAULT_BUCKETS,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise vs.ConfigError(f"redis: prefix= may not hold '{{' or '}}' (it would become the hash tag): {prefix!r}")
         if timeout <= 0 or retries < 0 or tombstone_ttl <= 0:
             raise vs.ConfigError("redis: timeout and tombstone_ttl must be > 0, retries >= 0")
+        if not 1 <= buckets <= 16384:
+            raise vs.ConfigError(f"redis: buckets= must be in 1..16384, got {buckets}")
+        self._cluster = cluster
+        self._buckets = buckets
         self.url = reopen_url or url
-        self._shown = _redact(url)
+        self._shown = _redact(reopen_url.split("?", 1)[0] if cluster and reopen_url else url)
         self._prefix = prefix
         self._tomb_ms = str(int(tombstone_ttl * 1000))
         self._kwargs: dict[str, Any] = {
@@ -166,15 +188,28 @@ class RedisBackend:
             **(options or {}),
         }
         self._retries = retries
+        self._redis_url = url
+        self._client: Any
         try:
-            pool = redis.ConnectionPool.from_url(url, retry=Retry(NoBackoff(), retries), **self._kwargs)
+            if cluster:
+                # any node is the seed; redirections (MOVED, ASK) are followed by the client
+                self._client = redis.cluster.RedisCluster.from_url(
+                    url, retry=Retry(NoBackoff(), retries), **self._kwargs
+                )
+            else:
+                pool = redis.ConnectionPool.from_url(url, retry=Retry(NoBackoff(), retries), **self._kwargs)
+                self._client = redis.Redis(connection_pool=pool)
         except (ValueError, TypeError) as exc:
             raise vs.ConfigError(f"{self._shown}: {exc}") from exc
-        self._redis_url = url
-        self._client = redis.Redis(connection_pool=pool)
-        self._scripts = _Scripts(self._client)
+        except _REDIS_ERRORS as exc:
+            raise vs.BackendUnavailable(
+                f"{self._shown}: cannot reach the cluster: {type(exc).__name__}: {exc}"
+            ) from exc
+        if cluster:
+            self._client.RedisClusterRequestTTL = _cluster_ttl(timeout)
+        self._scripts = _Scripts(self._client, cluster)
         self._lock = threading.Lock()
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[aioredis.Redis, _Scripts]] = (
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, _Scripts]] = (
             weakref.WeakKeyDictionary()
         )
         self._closed = False
@@ -183,19 +218,39 @@ class RedisBackend:
         return f"RedisBackend({self._shown!r}, prefix={self._prefix!r})"
 
     # -- keys -------------------------------------------------------------------------
+    # One server: {prefix}:{<call id>}:m|e|i|s|x|w and one index, {prefix}:calls[:t:<tenant>].
+    # A Cluster: {prefix}:{b<n>}:<call id>:m|e|i|s|x|w, n = crc32(call id) % buckets, and one
+    # index per bucket, {prefix}:{b<n>}:calls[:t:<tenant>]: the same slot as its calls, so the
+    # scripts keep the index exact atomically, as on one server.
+
+    def _bucket(self, call_id: str) -> int:
+        return zlib.crc32(call_id.encode()) % self._buckets
+
+    def _base(self, call_id: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:{{b{self._bucket(call_id)}}}:{_escape(call_id)}"
+        return f"{self._prefix}:{{{_escape(call_id)}}}"
 
     def _keys(self, call_id: str, tenant: str | None = None) -> list[str]:
-        base = f"{self._prefix}:{{{_escape(call_id)}}}"
-        keys = [f"{base}:m", f"{base}:e", f"{base}:i", f"{base}:s", f"{base}:x", f"{self._prefix}:calls"]
+        base = self._base(call_id)
+        bucket = self._bucket(call_id) if self._cluster else None
+        keys = [f"{base}:m", f"{base}:e", f"{base}:i", f"{base}:s", f"{base}:x", self._index(None, bucket)]
         if tenant is not None:
-            keys.append(f"{self._prefix}:calls:t:{tenant}")
+            keys.append(self._index(tenant, bucket))
         return keys
 
     def _channel(self, call_id: str) -> str:
-        return f"{self._prefix}:{{{_escape(call_id)}}}:w"
+        return f"{self._base(call_id)}:w"
 
-    def _index(self, tenant: str | None) -> str:
-        return f"{self._prefix}:calls" if tenant is None else f"{self._prefix}:calls:t:{tenant}"
+    def _index(self, tenant: str | None, bucket: int | None = None) -> str:
+        root = self._prefix if bucket is None else f"{self._prefix}:{{b{bucket}}}"
+        return f"{root}:calls" if tenant is None else f"{root}:calls:t:{tenant}"
+
+    def _indexes(self, tenant: str | None) -> list[str]:
+        """The index keys listing merges: one, or one per bucket on a Cluster."""
+        if not self._cluster:
+            return [self._index(tenant)]
+        return [self._index(tenant, n) for n in range(self._buckets)]
 
     # -- errors and clients --------------------------------------------------------------
 
@@ -205,22 +260,29 @@ class RedisBackend:
             raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         try:
             yield
-        except redis.RedisError as exc:
+        except _REDIS_ERRORS as exc:
             raise vs.BackendUnavailable(f"{self._shown}: {what} failed: {type(exc).__name__}: {exc}") from exc
         except OSError as exc:
             raise vs.BackendUnavailable(f"{self._shown}: {what} failed: {exc}") from exc
 
-    def _async(self) -> tuple[aioredis.Redis, _Scripts]:
+    def _async(self) -> tuple[Any, _Scripts]:
         """The asyncio client of the running event loop (a redis.asyncio connection belongs to one loop)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             found = self._aclients.get(loop)
             if found is None:
-                pool = aioredis.ConnectionPool.from_url(
-                    self._redis_url, retry=AsyncRetry(NoBackoff(), self._retries), **self._kwargs
-                )
-                client = aioredis.Redis(connection_pool=pool)
-                found = (client, _Scripts(client))
+                client: Any
+                if self._cluster:
+                    client = aiocluster.RedisCluster.from_url(
+                        self._redis_url, retry=AsyncRetry(NoBackoff(), self._retries), **self._kwargs
+                    )
+                    client.RedisClusterRequestTTL = _cluster_ttl(float(self._kwargs["socket_timeout"]))
+                else:
+                    pool = aioredis.ConnectionPool.from_url(
+                        self._redis_url, retry=AsyncRetry(NoBackoff(), self._retries), **self._kwargs
+                    )
+                    client = aioredis.Redis(connection_pool=pool)
+                found = (client, _Scripts(client, self._cluster))
                 self._aclients[loop] = found
             return found
 
@@ -343,46 +405,75 @@ class RedisBackend:
     def list_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, vsb.CallMeta]]:
         out: list[tuple[str, vsb.CallMeta]] = []
         gone: list[str] = []
-        index = self._index(tenant)
+        indexes = self._indexes(tenant)
         cursor = b"-" if after is None else b"(" + after.encode()
         with self._errors("list_calls"):
             while len(out) < limit:
                 batch = max(limit - len(out), _LIST_BATCH)
-                ids = cast("list[bytes]", self._client.zrangebylex(index, cursor, b"+", 0, batch))
+                per = self._per_bucket(batch)
+                pipe = self._client.pipeline(transaction=False)
+                for index in indexes:
+                    pipe.zrangebylex(index, cursor, b"+", 0, per)
+                ids, done = _merge(pipe.execute(), per, batch)
                 if not ids:
                     break
                 pipe = self._client.pipeline(transaction=False)
                 for raw in ids:
                     pipe.hgetall(self._keys(raw.decode())[0])
                 rows = pipe.execute()
-                now = time.time()
-                for raw, h in zip(ids, rows, strict=True):
-                    call_id = raw.decode()
-                    if not h:
-                        gone.append(call_id)
-                        continue
-                    meta = _live(h, now)
-                    if meta is None or (tenant is not None and meta.tenant != tenant):
-                        continue
-                    out.append((call_id, meta))
-                    if len(out) >= limit:
-                        break
+                if self._collect(tenant, ids, rows, out, gone, limit):
+                    break
                 cursor = b"(" + ids[-1]
-                if len(ids) < batch:
+                if done:
                     break
             if gone:
-                self._prune(index, gone)
+                for keys, args in self._prune_args(tenant, gone):
+                    self._scripts.prune(keys=keys, args=args)
         return out
 
-    def _prune(self, index: str, gone: list[str]) -> None:
-        keys: list[str] = []
+    def _per_bucket(self, batch: int) -> int:
+        """Ids read from each index per pass: all of ``batch`` from one index, a share from many."""
+        return batch if len(self._indexes(None)) == 1 else max(4, -(-2 * batch // self._buckets))
+
+    @staticmethod
+    def _collect(
+        tenant: str | None,
+        ids: list[bytes],
+        rows: Sequence[Any],
+        out: list[tuple[str, vsb.CallMeta]],
+        gone: list[str],
+        limit: int,
+    ) -> bool:
+        """Add the live calls of ``ids`` to ``out``; True once ``out`` holds ``limit``."""
+        now = time.time()
+        for raw, h in zip(ids, rows, strict=True):
+            call_id = raw.decode()
+            if not h:
+                gone.append(call_id)
+                continue
+            meta = _live(h, now)
+            if meta is None or (tenant is not None and meta.tenant != tenant):
+                continue
+            out.append((call_id, meta))
+            if len(out) >= limit:
+                return True
+        return False
+
+    def _prune_args(self, tenant: str | None, gone: list[str]) -> list[tuple[list[str], list[str]]]:
+        """PRUNE calls, one per index (per bucket on a Cluster: a script stays in one slot)."""
+        groups: dict[int | None, tuple[list[str], list[str]]] = {}
         for call_id in gone:
-            keys += [index, self._keys(call_id)[0]]
-        self._scripts.prune(keys=keys, args=gone)
+            bucket = self._bucket(call_id) if self._cluster else None
+            keys, args = groups.setdefault(bucket, ([], []))
+            keys += [self._index(tenant, bucket), self._keys(call_id)[0]]
+            args.append(call_id)
+        return list(groups.values())
 
     # watching: a publish from every write script on the call's channel
     def wait_for(self, call_id: str, after: int, timeout: float) -> vsb.CallMeta | None:
         deadline = time.monotonic() + timeout
+        if self._cluster:
+            return self._wait_sharded(call_id, after, deadline)
         with self._errors("wait_for"):
             ps = self._client.pubsub()
             try:
@@ -396,6 +487,28 @@ class RedisBackend:
                     if remaining <= 0:
                         return meta
                     ps.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            finally:
+                ps.close()
+
+    def _wait_sharded(self, call_id: str, after: int, deadline: float) -> vsb.CallMeta | None:
+        """wait_for on a Cluster: SSUBSCRIBE on the node that owns the call's slot."""
+        with self._errors("wait_for"):
+            ps = self._client.pubsub()
+            try:
+                ps.ssubscribe(self._channel(call_id))
+                end = time.monotonic() + max(deadline - time.monotonic(), 0.0) + float(self._kwargs["socket_timeout"])
+                while time.monotonic() < end:  # the server's confirmation: the subscription is live
+                    msg = ps.get_sharded_message(timeout=end - time.monotonic())
+                    if msg is not None and msg.get("type") == "ssubscribe":
+                        break
+                while True:
+                    meta = self.get_meta(call_id)  # after subscribing: nothing in between is missed
+                    if meta is None or meta.seq > after:
+                        return meta
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return meta
+                    ps.get_sharded_message(ignore_subscribe_messages=True, timeout=remaining)
             finally:
                 ps.close()
 
@@ -423,7 +536,10 @@ class RedisBackend:
         if self._closed:
             return
         self._closed = True
-        self._client.connection_pool.disconnect()
+        if self._cluster:
+            self._client.close()
+        else:
+            self._client.connection_pool.disconnect()
         with self._lock:
             self._aclients = weakref.WeakKeyDictionary()
 
@@ -494,52 +610,49 @@ class RedisBackend:
         client, scripts = self._async_checked()
         out: list[tuple[str, vsb.CallMeta]] = []
         gone: list[str] = []
-        index = self._index(tenant)
+        indexes = self._indexes(tenant)
         cursor = b"-" if after is None else b"(" + after.encode()
         with self._errors("list_calls"):
             while len(out) < limit:
                 batch = max(limit - len(out), _LIST_BATCH)
-                ids = cast("list[bytes]", await client.zrangebylex(index, cursor, b"+", 0, batch))
+                per = self._per_bucket(batch)
+                pipe = client.pipeline(transaction=False)
+                for index in indexes:
+                    pipe.zrangebylex(index, cursor, b"+", 0, per)
+                ids, done = _merge(await pipe.execute(), per, batch)
                 if not ids:
                     break
                 pipe = client.pipeline(transaction=False)
                 for raw in ids:
                     pipe.hgetall(self._keys(raw.decode())[0])
                 rows = await pipe.execute()
-                now = time.time()
-                for raw, h in zip(ids, rows, strict=True):
-                    call_id = raw.decode()
-                    if not h:
-                        gone.append(call_id)
-                        continue
-                    meta = _live(h, now)
-                    if meta is None or (tenant is not None and meta.tenant != tenant):
-                        continue
-                    out.append((call_id, meta))
-                    if len(out) >= limit:
-                        break
+                if self._collect(tenant, ids, rows, out, gone, limit):
+                    break
                 cursor = b"(" + ids[-1]
-                if len(ids) < batch:
+                if done:
                     break
             if gone:
-                keys: list[str] = []
-                for call_id in gone:
-                    keys += [index, self._keys(call_id)[0]]
-                await scripts.prune(keys=keys, args=gone)
+                for keys, args in self._prune_args(tenant, gone):
+                    await scripts.prune(keys=keys, args=args)
         return out
 
     async def await_for(self, call_id: str, after: int, timeout: float) -> vsb.CallMeta | None:
         client, _ = self._async_checked()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        sharded = self._cluster
         with self._errors("await_for"):
             ps = client.pubsub()
+            get = ps.get_sharded_message if sharded else ps.get_message
             try:
-                await ps.subscribe(self._channel(call_id))
+                if sharded:
+                    await ps.ssubscribe(self._channel(call_id))
+                else:
+                    await ps.subscribe(self._channel(call_id))
                 end = deadline + float(self._kwargs["socket_timeout"])
                 while loop.time() < end:  # the server's confirmation: the subscription is live
-                    msg = await ps.get_message(timeout=end - loop.time())
-                    if msg is not None and msg.get("type") == "subscribe":
+                    msg = await get(timeout=end - loop.time())
+                    if msg is not None and msg.get("type") in ("subscribe", "ssubscribe"):
                         break
                 while True:
                     meta = await self.aget_meta(call_id)
@@ -548,7 +661,7 @@ class RedisBackend:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         return meta
-                    await ps.get_message(ignore_subscribe_messages=True, timeout=remaining)
+                    await get(ignore_subscribe_messages=True, timeout=remaining)
             finally:
                 await ps.aclose()
 
@@ -575,10 +688,31 @@ class RedisBackend:
         if found is not None:
             await found[0].aclose()
 
-    def _async_checked(self) -> tuple[aioredis.Redis, _Scripts]:
+    def _async_checked(self) -> tuple[Any, _Scripts]:
         if self._closed:
             raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         return self._async()
+
+
+def _cluster_ttl(timeout: float) -> int:
+    """redis-py's redirection budget for one command on a Cluster. While a call's slot moves
+    the server answers TRYAGAIN (the script did not run); redis-py retries, sleeping 50 ms per
+    attempt in the second half of the budget. The default (16: 0.4 s) is shorter than a
+    MIGRATE of a big slot: give it about ``timeout`` of sleeping instead."""
+    return 16 + 2 * math.ceil(timeout / 0.05)
+
+
+def _merge(rows: Sequence[Sequence[bytes]], per: int, batch: int) -> tuple[list[bytes], bool]:
+    """The first ``batch`` ids of the union of index reads of ``per`` ids each, in order, and
+    whether the indexes are exhausted. An index that returned ``per`` ids may hold more past
+    its last one, so only ids up to the smallest such last id are certain: nothing is skipped."""
+    ids = sorted(i for row in rows for i in row)
+    full = [row[-1] for row in rows if len(row) >= per]
+    if full:
+        bound = min(full)
+        ids = [i for i in ids if i <= bound]
+    done = not full and len(ids) <= batch
+    return ids[:batch], done
 
 
 def _redact(url: str) -> str:
@@ -616,16 +750,23 @@ def open_redis(url: str, params: Mapping[str, str]) -> RedisBackend:
                 parsed[name] = value
         except ValueError:
             raise vs.ConfigError(f"{_redact(url)}: bad value for {name}=: {value!r}") from None
-    if parts.scheme == "redis" and any(k in parsed for k in _SSL):
-        raise vs.ConfigError(f"{_redact(url)}: ssl_* parameters need rediss:// (TLS)")
+    cluster = parts.scheme.endswith("+cluster")
+    scheme = parts.scheme.removesuffix("+cluster")
+    if scheme == "redis" and any(k in parsed for k in _SSL):
+        raise vs.ConfigError(f"{_redact(url)}: ssl_* parameters need {scheme}s:// (TLS)")
+    if cluster and parts.path.strip("/") not in ("", "0"):
+        raise vs.ConfigError(f"{_redact(url)}: a Redis Cluster has only database 0; drop {parts.path!r}")
+    if not cluster and "buckets" in parsed:
+        raise vs.ConfigError(f"{_redact(url)}: buckets= is for redis+cluster:// and rediss+cluster:// only")
     options: dict[str, Any] = {}
     for name in ("max_connections", "health_check_interval", "client_name", *_SSL):
         if name in parsed:
             options[name] = parsed[name]
     timeout = parsed.get("socket_timeout", parsed.get("timeout", _DEFAULT_TIMEOUT))
     query = urlencode(dict(params))
+    client_url = urlunsplit((scheme, parts.netloc, "", "", "")) if cluster else url
     return RedisBackend(
-        url,
+        client_url,
         prefix=parsed.get("prefix", "vs"),
         timeout=timeout,
         socket_connect_timeout=parsed.get("socket_connect_timeout", parsed.get("timeout")),
@@ -633,6 +774,8 @@ def open_redis(url: str, params: Mapping[str, str]) -> RedisBackend:
         tombstone_ttl=parsed.get("tombstone_ttl", _TOMBSTONE_TTL),
         options=options,
         reopen_url=f"{url}?{query}" if query else url,
+        cluster=cluster,
+        buckets=parsed.get("buckets", _DEFAULT_BUCKETS),
     )
 
 

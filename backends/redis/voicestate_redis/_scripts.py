@@ -1,10 +1,12 @@
 """The Lua scripts: every write of a call is one script, so its checks and its writes are atomic.
 
-Each script gets the call's keys (they share one hash tag, ``{call id}``), so on a Cluster they
-would run on one node; the listing index keys (``KEYS[6]``, ``KEYS[7]``) are the exception,
-see README.md. Values the writers set are stored as the strings the client sent (Python's
-``repr`` of a float round-trips exactly; Lua's ``tostring`` would not), compared with
-``tonumber``.
+Each script gets the call's keys, which share one hash tag: ``{call id}`` on one server; on a
+Cluster ``{b<n>}``, the call's index bucket, which the listing index keys (``KEYS[6]``,
+``KEYS[7]``) share too, so every script runs on one node (README.md). On a Cluster the
+writers' ``PUBLISH`` is replaced by ``SPUBLISH`` (sharded pub/sub).
+
+Values the writers set are stored as the strings the client sent (Python's ``repr`` of a
+float round-trips exactly; Lua's ``tostring`` would not), compared with ``tonumber``.
 
 KEYS, for every script: 1 metadata hash, 2 event list, 3 id -> seq hash, 4 snapshot hash,
 5 tombstone string (the first event's chain value; it outlives the call by the tombstone TTL).
