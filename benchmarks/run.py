@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vsbench import core4, handoff, packet, record, redis_append, report, sqlite_append, storage
+from vsbench import core4, handoff, packet, record, redis_append, redis_more, report, sqlite_append, storage
 from vsbench.common import Figure, unmeasured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,6 +42,10 @@ SETTINGS = {
         "lease_samples": 2_000,
         "listing_repeats": 20,
         "async_samples": 1_000,
+        "redis_handoff_calls": {200: 100, 1000: 30},
+        "redis_rate_calls": 1_000,
+        "redis_rate_rounds": 20,
+        "redis_watch_samples": 300,
     },
     "quick": {
         "record_samples": 1_000,
@@ -58,6 +62,10 @@ SETTINGS = {
         "lease_samples": 200,
         "listing_repeats": 3,
         "async_samples": 200,
+        "redis_handoff_calls": {200: 20, 1000: 8},
+        "redis_rate_calls": 1_000,
+        "redis_rate_rounds": 3,
+        "redis_watch_samples": 50,
     },
 }
 
@@ -89,6 +97,17 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
         ("async append", "1 turn", lambda: core4.async_append(tmp, cfg["async_samples"])),
         ("snapshot load", "200, 1,000 turns", lambda: core4.snapshot_load(tmp, cfg["listing_repeats"] * 10)),
         ("Redis append", "10, 1,000 events", lambda: redis_append.run(cfg["lease_samples"])),
+        (
+            "handoff + resume, 2 processes, Redis",
+            "200, 1,000 turns",
+            lambda: redis_more.handoff(cfg["redis_handoff_calls"], cfg["handoff_warmup"]),
+        ),
+        (
+            "appends/s, 1,000 concurrent calls, Redis",
+            "1,000 calls",
+            lambda: redis_more.throughput(cfg["redis_rate_calls"], cfg["redis_rate_rounds"]),
+        ),
+        ("watch, 2 processes, Redis", "1 event", lambda: redis_more.watch(cfg["redis_watch_samples"])),
     ]
     figures: list[Figure] = []
     for name, n, fn in steps:

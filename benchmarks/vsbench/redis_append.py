@@ -30,7 +30,9 @@ BUDGET = "p50 ≤ 1.5 × PING (same kind of client)"
 
 
 @contextmanager
-def _server() -> Iterator[str]:
+def server() -> Iterator[str]:
+    """A Redis URL for the run: ``VOICESTATE_BENCH_REDIS_URL``, else a private
+    ``redis-server`` from PATH on a free loopback port (no persistence), stopped afterwards."""
     url = os.environ.get("VOICESTATE_BENCH_REDIS_URL")
     if url:
         yield url
@@ -76,7 +78,7 @@ def run(samples: int) -> list[Figure]:
     except ImportError as exc:
         return [unmeasured("Redis append", "–", f"{exc.name} is not installed (nox -s bench installs it)")]
     figures: list[Figure] = []
-    with _server() as url:
+    with server() as url:
         store = vs.open_store(f"{url}?prefix=bench{os.getpid()}", signing_keys=KEYS)
         raw = redis.Redis.from_url(url)
         perf = time.perf_counter_ns

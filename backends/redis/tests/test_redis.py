@@ -186,6 +186,55 @@ def test_native_expiry_on_every_key_and_a_longer_tombstone(backend: Any, store_u
     client.close()
 
 
+def test_expiry_is_set_only_when_it_changes(backend: Any, store_url: str, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = _prefix(store_url)
+    evs = _started("ttl")
+    now = time.time()
+    keep = vsb.MetaUpdate("a", None, now + 60, now + 100, now, None)
+    backend.append("ttl", evs, 0, 1, None, keep)
+    seq, head = 1, evs[0].chain
+
+    def append(update: vsb.MetaUpdate | None) -> None:
+        nonlocal seq, head
+        nxt = make_events("ttl", [vs.Note(f"n{seq}")], start_seq=seq, head=head)
+        assert backend.append("ttl", nxt, seq, 1, head, update).status == "ok"
+        seq, head = seq + 1, nxt[-1].chain
+
+    def ttls() -> dict[str, int]:
+        return {k: client.pttl(f"{prefix}:{{ttl}}:{k}") for k in "meix"}
+
+    before = (_calls(client, "pexpireat"), _calls(client, "persist"))
+    for _ in range(5):
+        append(keep)  # the same expires_at: no PEXPIREAT
+        append(None)  # no update: the metadata keeps its expiry
+    assert (_calls(client, "pexpireat"), _calls(client, "persist")) == before
+    assert all(0 < t <= 100_001 for k, t in ttls().items() if k != "x")
+    append(vsb.MetaUpdate("a", None, now + 60, now + 5, now, None))  # moved: every key follows
+    assert all(0 < t <= 5_001 for k, t in ttls().items() if k != "x")
+    assert 29 * 86400 * 1000 < ttls()["x"] <= 30 * 86400 * 1000 + 5_001
+    append(vsb.MetaUpdate("a", None, now + 60, None, now, None))  # no expiry: every key persists
+    assert all(t == -1 for t in ttls().values())
+    assert backend.get_meta("ttl").expires_at is None
+    append(vsb.MetaUpdate("a", None, now + 60, now + 50, now, None))  # and back
+    assert all(0 < t <= 50_001 for k, t in ttls().items() if k != "x")
+    assert backend.get_meta("ttl").expires_at == pytest.approx(now + 50)
+    client.close()
+
+
+def test_a_conflicting_append_leaves_no_id_behind(backend: Any) -> None:
+    evs = _started("undo")
+    assert backend.append("undo", evs, 0, 1, None, _update()).status == "ok"
+    nxt = make_events("undo", [vs.Note("late")], start_seq=1, head=evs[0].chain)
+    assert backend.append("undo", nxt, 5, 1, None, _update()).status == "conflict"  # a wrong seq
+    assert backend.append("undo", nxt, 1, 2, None, _update()).status == "conflict"  # a wrong epoch
+    assert backend.append("undo", nxt, 1, 1, b"not-the-head", _update()).status == "conflict"
+    assert backend.append("undo", nxt, 1, 1, evs[0].chain, _update()).status == "ok"  # not a duplicate
+    dup = backend.append("undo", nxt, 2, 1, nxt[0].chain, _update())
+    assert (dup.status, dup.duplicates) == ("duplicate", {nxt[0].id: 2})
+    assert [e.seq for e in backend.load("undo")] == [1, 2]
+
+
 def test_listing_drops_gone_calls_from_the_index(backend: Any, store_url: str, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     prefix = _prefix(store_url)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import msgpack
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
@@ -38,6 +39,8 @@ from . import _scripts
 _TOMBSTONE_TTL = 30 * 86400.0  # seconds a deleted or expired call's tombstone stops late writes
 _DEFAULT_TIMEOUT = 2.0  # seconds: connect and command timeout, the bound on a lost connection
 _LIST_BATCH = 64
+_KEY_CACHE = 4096  # calls whose encoded keys an append remembers
+_NO_UPDATE = (False, False, False, False, False, False, False)
 _HEADER = struct.Struct(">BIH")  # final, epoch, len(id), after the chain value
 
 # URL parameters: name -> parser. Anything else is refused.
@@ -77,6 +80,11 @@ def _event(seq: int, raw: bytes) -> vsb.StoredEvent:
     final, epoch, idlen = _HEADER.unpack_from(raw, 1 + n)
     start = 1 + n + _HEADER.size
     return vsb.StoredEvent(seq, raw[start : start + idlen].decode(), raw[start + idlen :], chain, epoch, bool(final))
+
+
+def _pack(values: list[Any]) -> bytes:
+    """A msgpack array for a script's ``cmsgpack.unpack``: Redis's cmsgpack reads raw strings, not bin."""
+    return cast(bytes, msgpack.packb(values, use_bin_type=False))
 
 
 def _str(value: bytes | None) -> str | None:
@@ -212,6 +220,7 @@ class RedisBackend:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, _Scripts]] = (
             weakref.WeakKeyDictionary()
         )
+        self._key_cache: dict[tuple[str, str | None], tuple[list[bytes], bytes]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -260,10 +269,13 @@ class RedisBackend:
             raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         try:
             yield
-        except _REDIS_ERRORS as exc:
-            raise vs.BackendUnavailable(f"{self._shown}: {what} failed: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise vs.BackendUnavailable(f"{self._shown}: {what} failed: {exc}") from exc
+        except (*_REDIS_ERRORS, OSError) as exc:
+            raise self._unavailable(what, exc) from exc
+
+    def _unavailable(self, what: str, exc: BaseException) -> vs.BackendUnavailable:
+        if isinstance(exc, _REDIS_ERRORS):
+            return vs.BackendUnavailable(f"{self._shown}: {what} failed: {type(exc).__name__}: {exc}")
+        return vs.BackendUnavailable(f"{self._shown}: {what} failed: {exc}")
 
     def _async(self) -> tuple[Any, _Scripts]:
         """The asyncio client of the running event loop (a redis.asyncio connection belongs to one loop)."""
@@ -296,28 +308,52 @@ class RedisBackend:
         expected_epoch: int | None,
         expected_head: bytes | None,
         update: vsb.MetaUpdate | None,
-    ) -> tuple[list[str], list[Any]]:
+    ) -> tuple[list[bytes], list[bytes]]:
+        """APPEND's keys and arguments: one msgpack array of the scalars and the event ids,
+        then one list element per event (few arguments: redis-py encodes each one in Python)."""
+        tenant = None if update is None else update.tenant
+        keys, channel = self._append_keys(call_id, tenant)
         last = events[-1]
-        args: list[Any] = [
+        header: list[Any] = [
             call_id,
-            self._channel(call_id),
-            _num(time.time()),
+            channel,
+            time.time(),
             self._tomb_ms,
-            str(expected_seq),
-            "" if expected_epoch is None else f"={expected_epoch}",
-            b"" if expected_head is None else b"=" + expected_head,
-            *_update_args(update),
-            "" if update is None or update.lapsed_by is None else "=" + _num(update.lapsed_by),
-            str(last.epoch),
+            expected_seq,
+            False if expected_epoch is None else expected_epoch,
+            False if expected_head is None else expected_head,
+            False if update is None or update.lapsed_by is None else repr(float(update.lapsed_by)),
+            last.epoch,
             last.chain,
-            "1" if any(e.final for e in events) else "0",
+            any(e.final for e in events),
             events[0].chain,
-            str(len(events)),
         ]
-        for e in events:
-            args.append(e.id)
-            args.append(_element(e))
-        return self._keys(call_id, update.tenant if update is not None else None), args
+        if update is None:
+            header += _NO_UPDATE
+        else:
+            header += (
+                True,
+                False if update.owner is None else update.owner,
+                False if update.pending_to is None else update.pending_to,
+                repr(float(update.lease_until)),
+                False if update.expires_at is None else repr(float(update.expires_at)),
+                repr(float(update.at)),
+                False if tenant is None else tenant,
+            )
+        header += [e.id for e in events]
+        args = [_pack(header)]
+        args += [_element(e) for e in events]
+        return keys, args
+
+    def _append_keys(self, call_id: str, tenant: str | None) -> tuple[list[bytes], bytes]:
+        """A call's keys and channel as bytes, remembered for the calls appended to lately."""
+        found = self._key_cache.get((call_id, tenant))
+        if found is None:
+            if len(self._key_cache) >= _KEY_CACHE:
+                self._key_cache.clear()
+            found = ([k.encode() for k in self._keys(call_id, tenant)], self._channel(call_id).encode())
+            self._key_cache[(call_id, tenant)] = found
+        return found
 
     def _write_args(
         self, call_id: str, events: Sequence[vsb.StoredEvent], update: vsb.MetaUpdate | None
@@ -336,9 +372,9 @@ class RedisBackend:
 
     @staticmethod
     def _append_result(reply: Any) -> vsb.AppendResult:
-        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        if status == "ok":
+        if isinstance(reply, int):
             return vsb.OK
+        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if status == "duplicate":
             flat = reply[1]
             return vsb.AppendResult(
@@ -365,9 +401,13 @@ class RedisBackend:
     ) -> vsb.AppendResult:
         if not events:
             return vsb.OK
+        if self._closed:
+            raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
-        with self._errors("append"):
-            reply = self._scripts.append(keys=keys, args=args)
+        try:  # what _errors() does, inline on the hot path
+            reply = _run(self._client, self._scripts.append, keys, args)
+        except (*_REDIS_ERRORS, OSError) as exc:
+            raise self._unavailable("append", exc) from exc
         return self._append_result(reply)
 
     def renew(self, call_id: str, epoch: int, lease_until: float) -> vsb.CallMeta | None:
@@ -562,10 +602,12 @@ class RedisBackend:
     ) -> vsb.AppendResult:
         if not events:
             return vsb.OK
-        _, scripts = self._async_checked()
+        client, scripts = self._async_checked()
         keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
-        with self._errors("append"):
-            reply = await scripts.append(keys=keys, args=args)
+        try:
+            reply = await _arun(client, scripts.append, keys, args)
+        except (*_REDIS_ERRORS, OSError) as exc:
+            raise self._unavailable("append", exc) from exc
         return self._append_result(reply)
 
     async def arenew(self, call_id: str, epoch: int, lease_until: float) -> vsb.CallMeta | None:
@@ -692,6 +734,24 @@ class RedisBackend:
         if self._closed:
             raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         return self._async()
+
+
+def _run(client: Any, script: Any, keys: list[bytes], args: list[bytes]) -> Any:
+    """``script(keys, args)`` without redis-py's per-call checks of ``Script.__call__`` (the hot path)."""
+    try:
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:  # a restarted or another server: load it, once
+        script.sha = client.script_load(script.script)
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+async def _arun(client: Any, script: Any, keys: list[bytes], args: list[bytes]) -> Any:
+    """The async twin of :func:`_run`."""
+    try:
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        script.sha = await client.script_load(script.script)
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def _cluster_ttl(timeout: float) -> int:

@@ -17,11 +17,6 @@ from __future__ import annotations
 PRELUDE = r"""
 local M, E, I, S, X = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local function opt(a)
-  if a == '' then return nil end
-  return string.sub(a, 2)
-end
-
 -- The call exists and has not expired by the writer's clock (an expired one is purged now).
 local function live(now)
   local v = redis.call('HMGET', M, 'seq', 'expires_at')
@@ -32,30 +27,47 @@ local function live(now)
   end
   return true
 end
+"""
+
+# The writers' part (APPEND, WRITE_AT): only what they use, as every function defined here
+# costs its closure on every run.
+WRITER = r"""
+local M, E, I, S, X = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+-- The writers' one read of the metadata: nil if the call does not exist or has expired by
+-- the writer's clock (an expired one is purged now). tomb_ms: the tombstone TTL the keys'
+-- expiry was last set with (absent: no expiry set), so that a write that changes neither
+-- skips the five PEXPIREATs.
+local function read_meta(now)
+  local v = redis.call('HMGET', M, 'seq', 'expires_at', 'head', 'epoch', 'ended', 'lease_until',
+                       'owner', 'pending_to', 'active_at', 'tomb_ms')
+  if not v[1] then return nil end
+  if v[2] and tonumber(v[2]) <= now then
+    redis.call('DEL', M, E, I, S)
+    return nil
+  end
+  return {seq = v[1], expires = v[2] or nil, head = v[3], epoch = v[4], ended = v[5],
+          lease = v[6] or '0', owner = v[7] or nil, pending = v[8] or nil, active = v[9] or '0',
+          tomb = v[10] or nil}
+end
 
 -- RPUSH / HSET in chunks: unpack() of a very long list would overflow Lua's C stack.
-local function chunked(cmd, key, items)
-  local i = 1
-  while i <= #items do
-    local last = math.min(i + 3999, #items)
-    redis.call(cmd, key, unpack(items, i, last))
-    i = last + 1
+local function chunked(cmd, key, items, first, last)
+  local i = first or 1
+  last = last or #items
+  while i <= last do
+    local j = math.min(i + 3999, last)
+    redis.call(cmd, key, unpack(items, i, j))
+    i = j + 1
   end
 end
 
-local function ms(t)
-  return string.format('%.0f', math.ceil(tonumber(t) * 1000))
-end
-
--- The metadata after a write of events ending at (seq, epoch, head); u: the update or nil.
-local function store_meta(created, seq, epoch, head, final, u, tomb_ms)
-  local old = {}
-  if not created then
-    local v = redis.call('HMGET', M, 'epoch', 'ended', 'owner', 'pending_to', 'lease_until',
-                         'active_at', 'expires_at')
-    old = {epoch = v[1], ended = v[2], owner = v[3] or nil, pending = v[4] or nil,
-           lease = v[5] or '0', active = v[6] or '0', expires = v[7] or nil}
-  end
+-- The metadata after a write of events ending at (seq, epoch, head); old: read_meta's table
+-- (nil: the call is created now); u: the update or nil. Only fields that are present are
+-- deleted, and the keys' expiry is set only when it changes.
+local function store_meta(old, seq, epoch, head, final, u, tomb_ms)
+  local created = old == nil
+  old = old or {}
   local ended = final or old.ended == '1'
   local owner, pending, lease, active, expires
   if u then
@@ -77,18 +89,33 @@ local function store_meta(created, seq, epoch, head, final, u, tomb_ms)
     f[#f + 1] = 'started_at'; f[#f + 1] = (u and u.at) or '0'
     if u and u.tenant then f[#f + 1] = 'tenant'; f[#f + 1] = u.tenant end
   end
-  if owner then f[#f + 1] = 'owner'; f[#f + 1] = owner else drop[#drop + 1] = 'owner' end
-  if pending then f[#f + 1] = 'pending_to'; f[#f + 1] = pending else drop[#drop + 1] = 'pending_to' end
-  if expires then f[#f + 1] = 'expires_at'; f[#f + 1] = expires else drop[#drop + 1] = 'expires_at' end
-  if not created and #drop > 0 then redis.call('HDEL', M, unpack(drop)) end
+  if owner then f[#f + 1] = 'owner'; f[#f + 1] = owner elseif old.owner then drop[#drop + 1] = 'owner' end
+  if pending then
+    f[#f + 1] = 'pending_to'; f[#f + 1] = pending
+  elseif old.pending then
+    drop[#drop + 1] = 'pending_to'
+  end
+  local expiry = created or expires ~= old.expires or (expires and tomb_ms ~= old.tomb)
+  if expiry then
+    if expires then
+      f[#f + 1] = 'expires_at'; f[#f + 1] = expires
+      f[#f + 1] = 'tomb_ms'; f[#f + 1] = tomb_ms
+    else
+      if old.expires then drop[#drop + 1] = 'expires_at' end
+      if old.tomb then drop[#drop + 1] = 'tomb_ms' end
+    end
+  end
+  if #drop > 0 then redis.call('HDEL', M, unpack(drop)) end
   redis.call('HSET', M, unpack(f))
+  if not expiry then return end
   if expires then
-    local at = ms(expires)
-    redis.call('PEXPIREAT', M, at)
-    redis.call('PEXPIREAT', E, at)
-    redis.call('PEXPIREAT', I, at)
-    redis.call('PEXPIREAT', S, at)
-    redis.call('PEXPIREAT', X, string.format('%.0f', tonumber(at) + tonumber(tomb_ms)))
+    local at = math.ceil(tonumber(expires) * 1000)
+    local ms = string.format('%.0f', at)
+    redis.call('PEXPIREAT', M, ms)
+    redis.call('PEXPIREAT', E, ms)
+    redis.call('PEXPIREAT', I, ms)
+    redis.call('PEXPIREAT', S, ms)
+    redis.call('PEXPIREAT', X, string.format('%.0f', at + tonumber(tomb_ms)))
   else
     redis.call('PERSIST', M)
     redis.call('PERSIST', E)
@@ -98,82 +125,101 @@ local function store_meta(created, seq, epoch, head, final, u, tomb_ms)
   end
 end
 
-local function update_from(base)
-  if ARGV[base] ~= '1' then return nil end
-  return {owner = opt(ARGV[base + 1]), pending = opt(ARGV[base + 2]), lease = ARGV[base + 3],
-          expires = opt(ARGV[base + 4]), at = ARGV[base + 5], tenant = opt(ARGV[base + 6])}
-end
-
 local function index(call_id)
   redis.call('ZADD', KEYS[6], 0, call_id)
   if KEYS[7] then redis.call('ZADD', KEYS[7], 0, call_id) end
 end
 """
 
-# ARGV: 1 call id, 2 channel, 3 now, 4 tombstone ms, 5 expected seq, 6 expected epoch (opt),
-# 7 expected head (opt), 8..14 the update (flag, owner, pending_to, lease_until, expires_at, at,
-# tenant), 15 lapsed_by (opt), 16 last epoch, 17 last chain, 18 any final, 19 first chain,
-# 20 n, then n pairs (event id, element).
+# ARGV[1]: a msgpack array (Redis's cmsgpack; strings as raw, absent values as false):
+# 1 call id, 2 channel, 3 now (a float), 4 tombstone ms, 5 expected seq, 6 expected epoch,
+# 7 expected head, 8 lapsed_by, 9 last epoch, 10 last chain, 11 any final, 12 first chain,
+# 13 an update?, 14..19 the update (owner, pending_to, lease_until, expires_at, at, tenant),
+# 20.. the n event ids. ARGV[2 .. n + 1]: the n list elements. Replies 1 when appended.
+# One event (the usual append) is checked and indexed with one HSETNX, undone on a conflict.
 APPEND = (
-    PRELUDE
+    WRITER
     + r"""
-local now, tomb_ms, n = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[20])
-local exp_seq = tonumber(ARGV[5])
-local exists = live(now)
-local ids = {}
-for k = 1, n do ids[k] = ARGV[19 + 2 * k] end
-if exists then
+local h = cmsgpack.unpack(ARGV[1])
+local exp_seq, tomb_ms, n = h[5], h[4], #ARGV - 1
+local u = nil
+if h[13] then
+  u = {owner = h[14] or nil, pending = h[15] or nil, lease = h[16], expires = h[17] or nil, at = h[18],
+       tenant = h[19] or nil}
+end
+local old = read_meta(h[3])
+local indexed = false
+if old then
   -- 1. an id the call already holds: report its seq, write nothing
-  local got = redis.call('HMGET', I, unpack(ids))
   local dups = {}
-  for k = 1, n do
-    if got[k] then dups[#dups + 1] = ids[k]; dups[#dups + 1] = got[k] end
+  if n == 1 then
+    if redis.call('HSETNX', I, h[20], exp_seq + 1) == 0 then
+      dups = {h[20], redis.call('HGET', I, h[20])}
+    else
+      indexed = true
+    end
+  else
+    local i = 20
+    while i <= 19 + n do
+      local j = math.min(i + 3999, 19 + n)
+      local got = redis.call('HMGET', I, unpack(h, i, j))
+      for k = 1, j - i + 1 do
+        if got[k] then dups[#dups + 1] = h[i + k - 1]; dups[#dups + 1] = got[k] end
+      end
+      i = j + 1
+    end
   end
   if #dups > 0 then return {'duplicate', dups} end
   -- 2-5. seq, head, epoch and not ended, lapsed lease
-  local v = redis.call('HMGET', M, 'seq', 'head', 'epoch', 'ended', 'lease_until')
-  local eh, ee, lapsed = opt(ARGV[7]), opt(ARGV[6]), opt(ARGV[15])
-  if tonumber(v[1]) ~= exp_seq
-     or (eh and v[2] ~= eh)
-     or (ee and (tonumber(v[3]) ~= tonumber(ee) or v[4] == '1'))
-     or (ARGV[8] == '1' and lapsed and tonumber(v[5] or '0') > tonumber(lapsed)) then
+  local eh, ee, lapsed = h[7], h[6], h[8]
+  if tonumber(old.seq) ~= exp_seq
+     or (eh and old.head ~= eh)
+     or (ee and (tonumber(old.epoch) ~= ee or old.ended == '1'))
+     or (u and lapsed and tonumber(old.lease) > tonumber(lapsed)) then
+    if indexed then redis.call('HDEL', I, h[20]) end
     return {'conflict', redis.call('HGETALL', M)}
   end
 else
   if exp_seq ~= 0 then return {'conflict', false} end
   redis.call('DEL', E, I, S)
-  redis.call('SET', X, ARGV[19])
-  index(ARGV[1])
+  redis.call('SET', X, h[12])
+  index(h[1])
 end
-local els, idseq = {}, {}
-for k = 1, n do
-  els[k] = ARGV[20 + 2 * k]
-  idseq[#idseq + 1] = ids[k]
-  idseq[#idseq + 1] = exp_seq + k
+chunked('RPUSH', E, ARGV, 2, n + 1)
+if not indexed then
+  local idseq = {}
+  for k = 1, n do
+    idseq[2 * k - 1] = h[19 + k]
+    idseq[2 * k] = exp_seq + k
+  end
+  chunked('HSET', I, idseq)
 end
-chunked('RPUSH', E, els)
-chunked('HSET', I, idseq)
-store_meta(not exists, exp_seq + n, ARGV[16], ARGV[17], ARGV[18] == '1', update_from(8), tomb_ms)
-redis.call('PUBLISH', ARGV[2], exp_seq + n)
-return {'ok'}
+store_meta(old, exp_seq + n, h[9], h[10], h[11], u, tomb_ms)
+redis.call('PUBLISH', h[2], exp_seq + n)
+return 1
 """
 )
 
-# ARGV: 1 call id, 2 channel, 3 now, 4 tombstone ms, 5..11 the update, 12 n,
+# ARGV: 1 call id, 2 channel, 3 now, 4 tombstone ms, 5..11 the update (flag, then owner,
+# pending_to, lease_until, expires_at, at, tenant as '' for absent or '=' + value), 12 n,
 # then n sextets (seq, id, chain, epoch, final, element).
 WRITE_AT = (
-    PRELUDE
+    WRITER
     + r"""
+local function opt(a)
+  if a == '' then return nil end
+  return string.sub(a, 2)
+end
 local now, tomb_ms, n = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[12])
-local exists = live(now)
+local old = read_meta(now)
 local function ev(k, j) return ARGV[12 + 6 * (k - 1) + j] end
 if n == 0 then
-  if exists then return tonumber(redis.call('HGET', M, 'seq')) end
+  if old then return tonumber(old.seq) end
   return 0
 end
 local hw = 0
-if exists then
-  hw = tonumber(redis.call('HGET', M, 'seq'))
+if old then
+  hw = tonumber(old.seq)
   for k = 1, n do
     local s = tonumber(ev(k, 1))
     if s <= hw then
@@ -182,13 +228,13 @@ if exists then
       if (not el) or string.sub(el, 2, 1 + string.byte(el, 1)) ~= ev(k, 3) then
         redis.call('DEL', M, E, I, S)
         redis.call('PEXPIRE', X, tomb_ms)
-        exists, hw = false, 0
+        old, hw = nil, 0
       end
       break
     end
   end
 end
-if not exists then
+if not old then
   if tonumber(ev(1, 1)) ~= 1 then return 0 end
   local t = redis.call('GET', X)
   if t and t == ev(1, 3) then return 0 end  -- a late write of a deleted call
@@ -210,9 +256,14 @@ for k = 1, n do
   end
 end
 if #els == 0 then return hw end
+local u = nil
+if ARGV[5] == '1' then
+  u = {owner = opt(ARGV[6]), pending = opt(ARGV[7]), lease = ARGV[8], expires = opt(ARGV[9]), at = ARGV[10],
+       tenant = opt(ARGV[11])}
+end
 chunked('RPUSH', E, els)
 chunked('HSET', I, idseq)
-store_meta(not exists, hw + #els, ev(last, 4), ev(last, 3), final, update_from(5), tomb_ms)
+store_meta(old, hw + #els, ev(last, 4), ev(last, 3), final, u, tomb_ms)
 redis.call('PUBLISH', ARGV[2], hw + #els)
 return hw + #els
 """
