@@ -853,3 +853,19 @@ def test_a_recreated_call_replaces_the_old_log_in_the_behind_tier(opener: Any, f
     assert archived == deciding(full).load("call-re")
     assert_full_log(archived, "call-re", s.seq)
     assert not any(b"old " in e.data for e in archived)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://app:s3cret@host:6379/0?prefix=x", "redis://app:***@host:6379/0?prefix=x"),
+        ("rediss://:s3cret@host:6380/1", "rediss://:***@host:6380/1"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+    ],
+)
+def test_a_password_in_a_store_url_is_masked_where_it_is_shown(url: str, shown: str) -> None:
+    store = vs.open_store("memory://", signing_keys=KEYS)
+    store.tiers.deciding.backend.url = url  # type: ignore[misc]  # as a Redis backend would report it
+    assert store.tiers.deciding.url == shown
+    assert "s3cret" not in repr(store) and shown in repr(store)
+    store.close()

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -36,7 +37,23 @@ class Tier:
 
     @property
     def url(self) -> str:
-        return self.backend.url
+        """The tier's URL as shown in reprs, errors and logs: a password in it is masked."""
+        return redact_url(self.backend.url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info (``user:secret@host``) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can read: show nothing of its user info
+        return url.split("://", 1)[0] + "://…" if "@" in url else url
+    if not password:
+        return url
+    head, rest = url.split("://", 1)
+    userinfo, _, tail = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{head}://{user}:***@{tail}"
 
 
 class Tiers:
