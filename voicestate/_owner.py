@@ -347,7 +347,7 @@ class OwnerLog:
             self._gone = True
             self._discard_queue()
             raise CallNotFound(f"call {self.call_id!r} no longer exists")
-        if meta.seq != self._confirmed()[0] or meta.head != self._confirmed()[1]:
+        if (meta.seq, meta.head) != self._confirmed():
             return (yield from self._catch_up(meta))
         return []
 

@@ -244,15 +244,16 @@ class SQLiteBackend:
             except sqlite3.Error:  # the cause is what the caller reports
                 pass
 
-    def _meta(self, conn: sqlite3.Connection, call_id: str, now: float | None = None) -> CallMeta | None:
+    def _meta(self, conn: sqlite3.Connection, call_id: str) -> CallMeta | None:
         """The live call's metadata; an expired call is absent (and purged, when in a transaction)."""
         row = conn.execute(f"{_META} FROM vs_calls WHERE call_id = ?", (call_id,)).fetchone()
         if row is None:
             return None
         meta = _row_meta(row)
-        if meta.expires_at is not None and meta.expires_at <= (time.time() if now is None else now):
+        now = time.time()
+        if meta.expires_at is not None and meta.expires_at <= now:
             if conn.in_transaction:
-                self._drop(conn, call_id, time.time())
+                self._drop(conn, call_id, now)
             return None
         return meta
 

@@ -24,6 +24,7 @@ from ._backend import AppendResult, Backend, CallMeta, MetaUpdate, Snapshot, Sto
 from ._codec import genesis, verify_chain
 from ._errors import BackendUnavailable, ConfigError, IntegrityError
 from ._io import Flow, call
+from ._waiters import Waiters
 
 log = logging.getLogger("voicestate.tiers")
 
@@ -256,32 +257,22 @@ class Tiers:
 
 
 class Poller:
-    """``wait_for`` for a backend without native watching: its metadata, polled with backoff."""
+    """``wait_for`` for a backend without native watching: its metadata, polled with backoff
+    (the loop of ``Waiters``, whose waits nobody cuts short here)."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._waiters = Waiters()
 
     def wait_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
-        deadline = time.monotonic() + timeout
-        backoff = 0.001
-        while True:
-            meta = self.backend.get_meta(call_id)
-            left = deadline - time.monotonic()
-            if meta is None or meta.seq > after or left <= 0:
-                return meta
-            time.sleep(min(backoff, left))
-            backoff = min(backoff * 2, 0.05)
+        return self._waiters.wait_for(lambda: self.backend.get_meta(call_id), after, timeout, _POLL_MAX)
 
     async def await_for(self, call_id: str, after: int, timeout: float) -> CallMeta | None:
-        deadline = time.monotonic() + timeout
-        backoff = 0.001
-        while True:
-            meta = await self.backend.aget_meta(call_id)
-            left = deadline - time.monotonic()
-            if meta is None or meta.seq > after or left <= 0:
-                return meta
-            await asyncio.sleep(min(backoff, left))
-            backoff = min(backoff * 2, 0.05)
+        read = lambda: self.backend.aget_meta(call_id)  # noqa: E731
+        return await self._waiters.await_for(call_id, read, after, timeout, _POLL_MAX)
+
+
+_POLL_MAX = 0.05  # seconds: the longest wait between two reads of a backend without native watching
 
 
 class BehindWriter:
