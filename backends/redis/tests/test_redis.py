@@ -18,12 +18,12 @@ import pytest
 import redis
 import redis.asyncio.connection
 import redis.connection
-from conftest import Server, free_port, server_binary
 from redis.crc import key_slot
 
 import voicestate as vs
 import voicestate.backend as vsb
 from voicestate.testing import make_events
+from voicestate_redis.testing import RedisServer, free_port, server_binary
 
 KEYS = "k1:a-secret-of-16-bytes-or-more"
 
@@ -95,28 +95,72 @@ def test_one_round_trip_and_one_command_per_append(
 
 
 def test_one_round_trip_per_async_append(backend: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequential async appends: one write each (the pipe's, or redis.asyncio's on a Cluster)."""
     counter = _Counter()
-    real = redis.asyncio.connection.AbstractConnection.send_packed_command
+    real_send = redis.asyncio.connection.AbstractConnection.send_packed_command
+    real_write = asyncio.StreamWriter.write
 
-    async def counting(self: Any, command: Any, check_health: bool = True) -> None:
+    async def counting_send(self: Any, command: Any, check_health: bool = True) -> None:
         counter.sent += 1
-        await real(self, command, check_health)
+        await real_send(self, command, check_health)
+
+    def counting_write(self: asyncio.StreamWriter, data: Any) -> None:
+        counter.sent += 1
+        real_write(self, data)
+
+    server = redis.Redis.from_url(redis_url)
 
     async def go() -> None:
         evs = _started("art")
         assert (await backend.aappend("art", evs, 0, 1, None, _update())).status == "ok"
         head, seq = evs[-1].chain, 1
+        before = _calls(server, "evalsha")
         counter.sent = 0
-        monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", counting)
+        monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", counting_send)
+        monkeypatch.setattr(asyncio.StreamWriter, "write", counting_write)
         for i in range(30):
             nxt = make_events("art", [vs.UserSpoke(f"turn {i}")], start_seq=seq, head=head)
             assert (await backend.aappend("art", nxt, seq, 1, head, _update())).status == "ok"
             seq, head = seq + 1, nxt[-1].chain
         monkeypatch.undo()
+        assert _calls(server, "evalsha") - before == 30
         await backend.aclose()
 
     asyncio.run(go())
     assert counter.sent == 30
+    server.close()
+
+
+def test_concurrent_async_appends_share_writes(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appends started in one loop iteration go out in one write (pipelined on one connection),
+    and each caller gets its own reply: a conflict for one call does not leak into another."""
+    writes: list[int] = []
+    real_write = asyncio.StreamWriter.write
+
+    def counting_write(self: asyncio.StreamWriter, data: Any) -> None:
+        writes.append(len(data))
+        real_write(self, data)
+
+    async def go() -> None:
+        firsts = {f"p{i}": _started(f"p{i}") for i in range(100)}
+        results = await asyncio.gather(*(backend.aappend(c, evs, 0, 1, None, _update()) for c, evs in firsts.items()))
+        assert {r.status for r in results} == {"ok"}
+        monkeypatch.setattr(asyncio.StreamWriter, "write", counting_write)
+        appends = []
+        for i, (call_id, evs) in enumerate(firsts.items()):
+            nxt = make_events(call_id, [vs.UserSpoke("hello")], start_seq=1, head=evs[-1].chain)
+            expected = 1 if i % 10 else 7  # every tenth one expects a seq the call does not have
+            appends.append(backend.aappend(call_id, nxt, expected, 1, evs[-1].chain, _update()))
+        results = await asyncio.gather(*appends)
+        monkeypatch.undo()
+        assert [r.status for r in results] == ["conflict" if i % 10 == 0 else "ok" for i in range(100)]
+        assert all(r.meta is not None and r.meta.seq == 1 for i, r in enumerate(results) if i % 10 == 0)
+        assert len(writes) <= 3  # one in the usual case; never one per append
+        for i, call_id in enumerate(firsts):
+            assert len(await backend.aload(call_id)) == (1 if i % 10 == 0 else 2)
+        await backend.aclose()
+
+    asyncio.run(go())
 
 
 def test_a_session_record_is_one_round_trip(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,8 +379,8 @@ def test_tls_from_the_url(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path, persist=True)  # appendonly yes, appendfsync always
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, persist=True)  # appendonly yes, appendfsync always
     server.start()
     try:
         yield server
@@ -345,7 +389,7 @@ def own_server(tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.mark.skipif(os.environ.get("VOICESTATE_TEST_REDIS_URL") is not None, reason="needs its own server")
-def test_sigkill_mid_call_errors_in_bound_and_loses_nothing_acknowledged(own_server: Server) -> None:
+def test_sigkill_mid_call_errors_in_bound_and_loses_nothing_acknowledged(own_server: RedisServer) -> None:
     bound = 0.5
     url = f"{own_server.url}?prefix=kill&timeout={bound}"
     store = vs.open_store(url, signing_keys=KEYS)
@@ -375,7 +419,7 @@ def test_sigkill_mid_call_errors_in_bound_and_loses_nothing_acknowledged(own_ser
 
 
 @pytest.mark.skipif(os.environ.get("VOICESTATE_TEST_REDIS_URL") is not None, reason="needs its own server")
-def test_a_hung_server_errors_within_the_timeout_and_a_retry_stores_once(own_server: Server) -> None:
+def test_a_hung_server_errors_within_the_timeout_and_a_retry_stores_once(own_server: RedisServer) -> None:
     bound = 0.5
     url = f"{own_server.url}?prefix=hang&timeout={bound}"
     store = vs.open_store(url, signing_keys=KEYS)
@@ -396,3 +440,47 @@ def test_a_hung_server_errors_within_the_timeout_and_a_retry_stores_once(own_ser
     texts = [t.text for t in store.load("call-h").turns]
     assert texts == ["before", ev.text]
     store.close()
+
+
+@pytest.mark.skipif(os.environ.get("VOICESTATE_TEST_REDIS_URL") is not None, reason="needs its own server")
+def test_async_sigkill_and_hang_error_in_bound_and_the_call_goes_on(own_server: RedisServer) -> None:
+    """The pipelined async appends: a killed server and a hung one both raise within the bound,
+    every waiting caller gets the error, and after the server is back the calls go on."""
+    bound = 0.5
+    url = f"{own_server.url}?prefix=akill&timeout={bound}"
+
+    async def go() -> None:
+        store = vs.open_store(url, signing_keys=KEYS)
+        sessions = [await store.aopen(f"call-{i}", agent="triage") for i in range(5)]
+        for s in sessions:
+            await s.arecord(vs.UserSpoke("before"))
+        own_server.kill()
+        t0 = time.monotonic()
+        results = await asyncio.gather(
+            *(s.arecord(vs.UserSpoke("while down")) for s in sessions), return_exceptions=True
+        )
+        assert all(isinstance(r, vs.BackendUnavailable) for r in results), results
+        assert time.monotonic() - t0 < bound + 1.0
+        own_server.start()
+        for s in sessions:  # the refused event is retried, stored once
+            await s.arecord(vs.UserSpoke("while down"))
+        assert own_server.proc is not None
+        os.kill(own_server.proc.pid, signal.SIGSTOP)
+        hung = [vs.UserSpoke("hung") for _ in sessions]
+        try:
+            t0 = time.monotonic()
+            results = await asyncio.gather(
+                *(s.arecord(e) for s, e in zip(sessions, hung, strict=True)), return_exceptions=True
+            )
+            assert all(isinstance(r, vs.BackendUnavailable) for r in results), results
+            assert time.monotonic() - t0 < bound * 3 + 1.0
+        finally:
+            os.kill(own_server.proc.pid, signal.SIGCONT)
+        for s, e in zip(sessions, hung, strict=True):
+            await s.arecord(e)  # the same event: applied once the server woke, or now; stored once
+        for i in range(5):
+            texts = [t.text for t in (await store.aload(f"call-{i}")).turns]
+            assert texts == ["before", "while down", "hung"]
+        await store.aclose()
+
+    asyncio.run(go())

@@ -35,10 +35,12 @@ import voicestate as vs
 import voicestate.backend as vsb
 
 from . import _scripts
+from ._direct import PIPELINED, Direct, Pipe
 
 _TOMBSTONE_TTL = 30 * 86400.0  # seconds a deleted or expired call's tombstone stops late writes
 _DEFAULT_TIMEOUT = 2.0  # seconds: connect and command timeout, the bound on a lost connection
 _LIST_BATCH = 64
+_MAX_CONNECTIONS = 100  # per pool (redis-py's default); past it a caller waits for a free one
 _KEY_CACHE = 4096  # calls whose encoded keys an append remembers
 _NO_UPDATE = (False, False, False, False, False, False, False)
 _HEADER = struct.Struct(">BIH")  # final, epoch, len(id), after the chain value
@@ -198,6 +200,7 @@ class RedisBackend:
         self._retries = retries
         self._redis_url = url
         self._client: Any
+        self._direct: Direct | None = None  # one server: appends skip redis-py's command path
         try:
             if cluster:
                 # any node is the seed; redirections (MOVED, ASK) are followed by the client
@@ -205,8 +208,12 @@ class RedisBackend:
                     url, retry=Retry(NoBackoff(), retries), **self._kwargs
                 )
             else:
-                pool = redis.ConnectionPool.from_url(url, retry=Retry(NoBackoff(), retries), **self._kwargs)
+                # blocking: past max_connections a caller waits (up to the timeout) for a free one
+                pool = redis.BlockingConnectionPool.from_url(
+                    url, retry=Retry(NoBackoff(), retries), timeout=timeout, **self._pool_kwargs()
+                )
                 self._client = redis.Redis(connection_pool=pool)
+                self._direct = Direct(pool, retries)
         except (ValueError, TypeError) as exc:
             raise vs.ConfigError(f"{self._shown}: {exc}") from exc
         except _REDIS_ERRORS as exc:
@@ -222,6 +229,9 @@ class RedisBackend:
         )
         self._key_cache: dict[tuple[str, str | None], tuple[list[bytes], bytes]] = {}
         self._closed = False
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        return {"max_connections": _MAX_CONNECTIONS, **self._kwargs}
 
     def __repr__(self) -> str:
         return f"RedisBackend({self._shown!r}, prefix={self._prefix!r})"
@@ -277,6 +287,17 @@ class RedisBackend:
             return vs.BackendUnavailable(f"{self._shown}: {what} failed: {type(exc).__name__}: {exc}")
         return vs.BackendUnavailable(f"{self._shown}: {what} failed: {exc}")
 
+    def _pipe(self) -> Pipe | None:
+        """The running loop's pipelined append lane (one server only; None on a Cluster)."""
+        if self._cluster or not PIPELINED:
+            return None
+        client, _ = self._async()
+        pipe: Pipe | None = getattr(client, "_voicestate_pipe", None)
+        if pipe is None:
+            pipe = Pipe(client.connection_pool, self._retries, float(self._kwargs["socket_timeout"]))
+            client._voicestate_pipe = pipe
+        return pipe
+
     def _async(self) -> tuple[Any, _Scripts]:
         """The asyncio client of the running event loop (a redis.asyncio connection belongs to one loop)."""
         loop = asyncio.get_running_loop()
@@ -290,8 +311,11 @@ class RedisBackend:
                     )
                     client.RedisClusterRequestTTL = _cluster_ttl(float(self._kwargs["socket_timeout"]))
                 else:
-                    pool = aioredis.ConnectionPool.from_url(
-                        self._redis_url, retry=AsyncRetry(NoBackoff(), self._retries), **self._kwargs
+                    pool = aioredis.BlockingConnectionPool.from_url(
+                        self._redis_url,
+                        retry=AsyncRetry(NoBackoff(), self._retries),
+                        timeout=float(self._kwargs["socket_timeout"]),
+                        **self._pool_kwargs(),
                     )
                     client = aioredis.Redis(connection_pool=pool)
                 found = (client, _Scripts(client, self._cluster))
@@ -405,7 +429,10 @@ class RedisBackend:
             raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
         try:  # what _errors() does, inline on the hot path
-            reply = _run(self._client, self._scripts.append, keys, args)
+            if self._direct is not None:
+                reply = self._direct.evalsha(self._scripts.append, keys, args)
+            else:
+                reply = _run(self._client, self._scripts.append, keys, args)
         except (*_REDIS_ERRORS, OSError) as exc:
             raise self._unavailable("append", exc) from exc
         return self._append_result(reply)
@@ -580,6 +607,8 @@ class RedisBackend:
             self._client.close()
         else:
             self._client.connection_pool.disconnect()
+        if self._direct is not None:
+            self._direct.close()
         with self._lock:
             self._aclients = weakref.WeakKeyDictionary()
 
@@ -604,8 +633,12 @@ class RedisBackend:
             return vsb.OK
         client, scripts = self._async_checked()
         keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
+        pipe = self._pipe()
         try:
-            reply = await _arun(client, scripts.append, keys, args)
+            if pipe is not None:
+                reply = await pipe.evalsha(scripts.append, keys, args)
+            else:
+                reply = await _arun(client, scripts.append, keys, args)
         except (*_REDIS_ERRORS, OSError) as exc:
             raise self._unavailable("append", exc) from exc
         return self._append_result(reply)
@@ -728,6 +761,9 @@ class RedisBackend:
         found = self._aclients.get(loop) if loop is not None else None
         self.close()
         if found is not None:
+            pipe = getattr(found[0], "_voicestate_pipe", None)
+            if pipe is not None:
+                await pipe.close()
             await found[0].aclose()
 
     def _async_checked(self) -> tuple[Any, _Scripts]:
