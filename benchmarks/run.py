@@ -21,7 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vsbench import core4, handoff, packet, record, redis_append, redis_more, report, sqlite_append, storage
+from vsbench import (
+    core4,
+    dynamodb,
+    handoff,
+    packet,
+    record,
+    redis_append,
+    redis_more,
+    report,
+    sqlite_append,
+    storage,
+)
 from vsbench.common import Figure, unmeasured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +57,7 @@ SETTINGS = {
         "redis_rate_calls": 1_000,
         "redis_rate_rounds": 20,
         "redis_watch_samples": 300,
+        "dynamodb_samples": 200,
     },
     "quick": {
         "record_samples": 1_000,
@@ -66,6 +78,7 @@ SETTINGS = {
         "redis_rate_calls": 1_000,
         "redis_rate_rounds": 3,
         "redis_watch_samples": 50,
+        "dynamodb_samples": 40,
     },
 }
 
@@ -108,6 +121,8 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
             lambda: redis_more.throughput(cfg["redis_rate_calls"], cfg["redis_rate_rounds"]),
         ),
         ("watch, 2 processes, Redis", "1 event", lambda: redis_more.watch(cfg["redis_watch_samples"])),
+        ("bytes stored per call, Redis", "1,000 turns", redis_more.bytes_per_call),
+        ("DynamoDB on moto", "200 turns", lambda: dynamodb.run(cfg["dynamodb_samples"])),
     ]
     figures: list[Figure] = []
     for name, n, fn in steps:

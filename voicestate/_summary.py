@@ -27,12 +27,13 @@ def default_summary(state: CallState, to_agent: str) -> str:
     caller = f"Caller {_fmt(who)}" if who is not None else "The caller"
     if channel:
         caller += f" on {_fmt(channel)}"
-    user_turns = [t for t in state.turns if t.role == "user"]
+    turns = state.turns
     intent = next((slots[k] for k in _INTENT_KEYS if k in slots), None)
+    first_user = None if intent is not None else next((t for t in turns if t.role == "user"), None)
     if intent is not None:
         lines.append(f"{caller} wants: {_fmt(intent)}.")
-    elif user_turns:
-        lines.append(f'{caller} opened with: "{user_turns[0].text}"')
+    elif first_user is not None:
+        lines.append(f'{caller} opened with: "{first_user.text}"')
     else:
         lines.append(f"{caller} has not spoken yet.")
     facts = {k: v for k, v in slots.items() if k not in _INTENT_KEYS}
@@ -45,15 +46,18 @@ def default_summary(state: CallState, to_agent: str) -> str:
             + ", ".join(f"{t.name or 'a tool'} ({t.call_id}) started by {t.agent}" for t in pending)
             + "."
         )
-    # The caller's words after the last agent turn got no answer yet.
-    turns = list(state.turns)
-    last_agent = max((i for i, t in enumerate(turns) if t.role == "agent"), default=-1)
-    unanswered = [t.text for t in turns[last_agent + 1 :] if t.role == "user"]
+    # The caller's words after the last agent turn got no answer yet. Read from the end:
+    # a handoff's summary must not cost O(call length) (the handoff budget).
+    n = len(turns)
+    unanswered = []
+    i = n - 1
+    while i >= 0 and turns[i].role != "agent":
+        unanswered.append(turns[i].text)
+        i -= 1
     if unanswered:
-        lines.append(f'Unanswered: "{" ".join(unanswered)}"')
-    interrupted = [t for t in turns if t.interrupted]
-    if interrupted:
-        t = interrupted[-1]
-        lines.append(f'Last barge-in: the caller heard only "{t.heard}" of {t.agent}\'s turn.')
-    lines.append(f"Handed to {to_agent} by {state.owner} after {len(turns)} turns.")
+        lines.append(f'Unanswered: "{" ".join(reversed(unanswered))}"')
+    barge = next((turns[j] for j in range(n - 1, -1, -1) if turns[j].interrupted), None)
+    if barge is not None:
+        lines.append(f'Last barge-in: the caller heard only "{barge.heard}" of {barge.agent}\'s turn.')
+    lines.append(f"Handed to {to_agent} by {state.owner} after {n} turns.")
     return "\n".join(lines)

@@ -417,3 +417,51 @@ def watch(samples: int, warmup: int = 5) -> list[Figure]:
     if fig.p50 is not None:
         fig.verdict = "within budget" if fig.p50 <= 1_000 else "OVER BUDGET"
     return [fig]
+
+
+# --- bytes stored per call ------------------------------------------------------------------
+
+
+def bytes_per_call() -> list[Figure]:
+    """Redis memory of one 1,000-turn call (``MEMORY USAGE`` summed over its keys, Redis's own
+    count with its overhead) against the call's raw JSON (its OpenAI messages, as storage.py),
+    without snapshots and with them (the newest one, as ``snapshot_every`` leaves it). Beside
+    it, the raw floor: the same messages as one JSON text each in a list (``RPUSH``)."""
+    missing = _missing("bytes stored per call, Redis", "1,000 turns")
+    if missing is not None:
+        return [missing]
+    import redis
+
+    turns = 1_000
+    figures: list[Figure] = []
+    with server() as url:
+        raw = redis.Redis.from_url(url)
+        for label, every in (("without snapshots", 0), ("with its snapshot", 500)):
+            prefix = f"bytes{len(figures)}"
+            store = vs.open_store(f"{url}?prefix={prefix}", signing_keys=KEYS, snapshot_every=every)
+            session = build_call(store, "bytes-call", turns)
+            messages = session.context("openai")
+            raw_json = len(json.dumps(messages).encode())
+            keys = [k for k in raw.scan_iter(match=f"{prefix}:*", count=1000) if b":calls" not in k]
+            used = sum(int(raw.memory_usage(k, samples=0) or 0) for k in keys)
+            floor_key = f"floor:{prefix}"
+            raw.rpush(floor_key, *[json.dumps(m) for m in messages])
+            floor = int(raw.memory_usage(floor_key, samples=0) or 0)
+            store.close()
+            ratio = used / raw_json
+            figures.append(
+                Figure(
+                    f"bytes stored per call on Redis, {label}",
+                    f"{turns:,} turns",
+                    "bytes",
+                    float(used),
+                    None,
+                    float(raw_json),
+                    "the call's raw JSON (OpenAI messages)",
+                    budget="≤ 1.3 × raw JSON",
+                    verdict="within budget" if ratio <= 1.3 else "OVER BUDGET",
+                    note=f"{len(keys)} keys; the raw list of the same messages (RPUSH) uses {floor:,} bytes "
+                    f"({floor / raw_json:.2f}× raw JSON)",
+                )
+            )
+    return figures
