@@ -36,6 +36,7 @@ import voicestate.backend as vsb
 
 from . import _scripts
 from ._direct import PIPELINED, Direct, Pipe
+from ._subscriber import Subscriber
 
 _TOMBSTONE_TTL = 30 * 86400.0  # seconds a deleted or expired call's tombstone stops late writes
 _DEFAULT_TIMEOUT = 2.0  # seconds: connect and command timeout, the bound on a lost connection
@@ -108,6 +109,11 @@ def _meta(h: Mapping[bytes, bytes]) -> vsb.CallMeta:
         expires_at=None if expires is None else float(expires),
         tenant=_str(h.get(b"tenant")),
     )
+
+
+def _mapping(reply: Any) -> Mapping[bytes, bytes]:
+    """A raw HGETALL reply: a flat list (RESP2) or a map (RESP3)."""
+    return reply if isinstance(reply, dict) else _pairs(reply)
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -322,6 +328,34 @@ class RedisBackend:
                 self._aclients[loop] = found
             return found
 
+    # -- commands: the direct lanes on one server, redis-py's clients on a Cluster --------------
+
+    def _eval(self, name: str, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        script = getattr(self._scripts, name)
+        if self._direct is not None:
+            return self._direct.evalsha(script, keys, args)
+        return _run(self._client, script, list(keys), list(args))
+
+    async def _aeval(self, name: str, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        client, scripts = self._async_checked()
+        script = getattr(scripts, name)
+        pipe = self._pipe()
+        if pipe is not None:
+            return await pipe.evalsha(script, keys, args)
+        return await _arun(client, script, list(keys), list(args))
+
+    def _hgetall(self, key: str) -> Mapping[bytes, bytes]:
+        if self._direct is not None:
+            return _mapping(self._direct.execute("HGETALL", key))
+        return cast("dict[bytes, bytes]", self._client.hgetall(key))
+
+    async def _ahgetall(self, key: str) -> Mapping[bytes, bytes]:
+        pipe = self._pipe()
+        if pipe is not None:
+            return _mapping(await pipe.execute("HGETALL", key))
+        client, _ = self._async_checked()
+        return cast("dict[bytes, bytes]", await client.hgetall(key))
+
     # -- arguments ------------------------------------------------------------------------
 
     def _append_args(
@@ -411,7 +445,7 @@ class RedisBackend:
 
     def get_meta(self, call_id: str) -> vsb.CallMeta | None:
         with self._errors("get_meta"):
-            h = cast("dict[bytes, bytes]", self._client.hgetall(self._keys(call_id)[0]))
+            h = self._hgetall(self._keys(call_id)[0])
         return _live(h, time.time())
 
     def append(
@@ -439,8 +473,8 @@ class RedisBackend:
 
     def renew(self, call_id: str, epoch: int, lease_until: float) -> vsb.CallMeta | None:
         with self._errors("renew"):
-            reply = self._scripts.renew(
-                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(epoch), _num(lease_until)]
+            reply = self._eval(
+                "renew", keys=self._keys(call_id)[:5], args=[_num(time.time()), str(epoch), _num(lease_until)]
             )
         return _live(_pairs(reply), 0.0) if reply else None
 
@@ -450,13 +484,13 @@ class RedisBackend:
             return []
         stop = -1 if to_seq is None else to_seq - 1
         with self._errors("load"):
-            raw = self._scripts.load(keys=self._keys(call_id)[:5], args=[_num(time.time()), start - 1, stop])
+            raw = self._eval("load", keys=self._keys(call_id)[:5], args=[_num(time.time()), start - 1, stop])
         return [_event(start + i, r) for i, r in enumerate(raw)]
 
     def write_at(self, call_id: str, events: Sequence[vsb.StoredEvent], update: vsb.MetaUpdate | None = None) -> int:
         keys, args = self._write_args(call_id, events, update)
         with self._errors("write_at"):
-            return int(self._scripts.write_at(keys=keys, args=args))
+            return int(self._eval("write_at", keys=keys, args=args))
 
     def high_water(self, call_id: str) -> int:
         meta = self.get_meta(call_id)
@@ -464,8 +498,8 @@ class RedisBackend:
 
     def delete(self, call_id: str) -> bool:
         with self._errors("delete"):
-            n = self._scripts.delete(
-                keys=self._keys(call_id)[:5], args=[_num(time.time()), self._tomb_ms, self._channel(call_id)]
+            n = self._eval(
+                "delete", keys=self._keys(call_id)[:5], args=[_num(time.time()), self._tomb_ms, self._channel(call_id)]
             )
         return bool(n)
 
@@ -495,7 +529,7 @@ class RedisBackend:
                     break
             if gone:
                 for keys, args in self._prune_args(tenant, gone):
-                    self._scripts.prune(keys=keys, args=args)
+                    self._eval("prune", keys=keys, args=args)
         return out
 
     def _per_bucket(self, batch: int) -> int:
@@ -590,13 +624,15 @@ class RedisBackend:
 
     def put_snapshot(self, call_id: str, snapshot: vsb.Snapshot) -> None:
         with self._errors("put_snapshot"):
-            self._scripts.put_snapshot(
-                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(snapshot.seq), snapshot.chain, snapshot.data]
+            self._eval(
+                "put_snapshot",
+                keys=self._keys(call_id)[:5],
+                args=[_num(time.time()), str(snapshot.seq), snapshot.chain, snapshot.data],
             )
 
     def get_snapshot(self, call_id: str) -> vsb.Snapshot | None:
         with self._errors("get_snapshot"):
-            reply = self._scripts.get_snapshot(keys=self._keys(call_id)[:5], args=[_num(time.time())])
+            reply = self._eval("get_snapshot", keys=self._keys(call_id)[:5], args=[_num(time.time())])
         return None if not reply else vsb.Snapshot(int(reply[0]), bytes(reply[1]), bytes(reply[2]))
 
     def close(self) -> None:
@@ -615,9 +651,9 @@ class RedisBackend:
     # -- the async twins: the same scripts through redis.asyncio ----------------------------------
 
     async def aget_meta(self, call_id: str) -> vsb.CallMeta | None:
-        client, _ = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         with self._errors("get_meta"):
-            h = cast("dict[bytes, bytes]", await client.hgetall(self._keys(call_id)[0]))
+            h = await self._ahgetall(self._keys(call_id)[0])
         return _live(h, time.time())
 
     async def aappend(
@@ -644,10 +680,10 @@ class RedisBackend:
         return self._append_result(reply)
 
     async def arenew(self, call_id: str, epoch: int, lease_until: float) -> vsb.CallMeta | None:
-        _, scripts = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         with self._errors("renew"):
-            reply = await scripts.renew(
-                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(epoch), _num(lease_until)]
+            reply = await self._aeval(
+                "renew", keys=self._keys(call_id)[:5], args=[_num(time.time()), str(epoch), _num(lease_until)]
             )
         return _live(_pairs(reply), 0.0) if reply else None
 
@@ -656,33 +692,33 @@ class RedisBackend:
         if to_seq is not None and to_seq < start:
             return []
         stop = -1 if to_seq is None else to_seq - 1
-        _, scripts = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         with self._errors("load"):
-            raw = await scripts.load(keys=self._keys(call_id)[:5], args=[_num(time.time()), start - 1, stop])
+            raw = await self._aeval("load", keys=self._keys(call_id)[:5], args=[_num(time.time()), start - 1, stop])
         return [_event(start + i, r) for i, r in enumerate(raw)]
 
     async def awrite_at(
         self, call_id: str, events: Sequence[vsb.StoredEvent], update: vsb.MetaUpdate | None = None
     ) -> int:
-        _, scripts = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         keys, args = self._write_args(call_id, events, update)
         with self._errors("write_at"):
-            return int(await scripts.write_at(keys=keys, args=args))
+            return int(await self._aeval("write_at", keys=keys, args=args))
 
     async def ahigh_water(self, call_id: str) -> int:
         meta = await self.aget_meta(call_id)
         return 0 if meta is None else meta.seq
 
     async def adelete(self, call_id: str) -> bool:
-        _, scripts = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         with self._errors("delete"):
-            n = await scripts.delete(
-                keys=self._keys(call_id)[:5], args=[_num(time.time()), self._tomb_ms, self._channel(call_id)]
+            n = await self._aeval(
+                "delete", keys=self._keys(call_id)[:5], args=[_num(time.time()), self._tomb_ms, self._channel(call_id)]
             )
         return bool(n)
 
     async def alist_calls(self, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, vsb.CallMeta]]:
-        client, scripts = self._async_checked()
+        client, _ = self._async_checked()
         out: list[tuple[str, vsb.CallMeta]] = []
         gone: list[str] = []
         indexes = self._indexes(tenant)
@@ -708,11 +744,24 @@ class RedisBackend:
                     break
             if gone:
                 for keys, args in self._prune_args(tenant, gone):
-                    await scripts.prune(keys=keys, args=args)
+                    await self._aeval("prune", keys=keys, args=args)
         return out
 
     async def await_for(self, call_id: str, after: int, timeout: float) -> vsb.CallMeta | None:
         client, _ = self._async_checked()
+        if not self._cluster and PIPELINED:  # one subscriber connection per event loop
+            subscriber: Subscriber | None = getattr(client, "_voicestate_subscriber", None)
+            if subscriber is None:
+                subscriber = Subscriber(client.connection_pool, float(self._kwargs["socket_timeout"]))
+                client._voicestate_subscriber = subscriber
+            with self._errors("await_for"):
+                found: vsb.CallMeta | None = await subscriber.wait(
+                    self._channel(call_id).encode(),
+                    lambda: self.aget_meta(call_id),
+                    lambda meta: meta is None or meta.seq > after,
+                    timeout,
+                )
+            return found
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         sharded = self._cluster
@@ -741,16 +790,18 @@ class RedisBackend:
                 await ps.aclose()
 
     async def aput_snapshot(self, call_id: str, snapshot: vsb.Snapshot) -> None:
-        _, scripts = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         with self._errors("put_snapshot"):
-            await scripts.put_snapshot(
-                keys=self._keys(call_id)[:5], args=[_num(time.time()), str(snapshot.seq), snapshot.chain, snapshot.data]
+            await self._aeval(
+                "put_snapshot",
+                keys=self._keys(call_id)[:5],
+                args=[_num(time.time()), str(snapshot.seq), snapshot.chain, snapshot.data],
             )
 
     async def aget_snapshot(self, call_id: str) -> vsb.Snapshot | None:
-        _, scripts = self._async_checked()
+        self._async_checked()  # refuses a closed backend
         with self._errors("get_snapshot"):
-            reply = await scripts.get_snapshot(keys=self._keys(call_id)[:5], args=[_num(time.time())])
+            reply = await self._aeval("get_snapshot", keys=self._keys(call_id)[:5], args=[_num(time.time())])
         return None if not reply else vsb.Snapshot(int(reply[0]), bytes(reply[1]), bytes(reply[2]))
 
     async def aclose(self) -> None:
@@ -761,9 +812,10 @@ class RedisBackend:
         found = self._aclients.get(loop) if loop is not None else None
         self.close()
         if found is not None:
-            pipe = getattr(found[0], "_voicestate_pipe", None)
-            if pipe is not None:
-                await pipe.close()
+            for helper in ("_voicestate_pipe", "_voicestate_subscriber"):
+                lane = getattr(found[0], helper, None)
+                if lane is not None:
+                    await lane.close()
             await found[0].aclose()
 
     def _async_checked(self) -> tuple[Any, _Scripts]:

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -53,18 +53,26 @@ class Direct:
                 self._all.append(conn)
             return conn
 
-    def evalsha(self, script: Any, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    def evalsha(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """``EVALSHA`` of ``script`` (loaded again after a NOSCRIPT), retried ``retries`` times
         on a lost connection; raises redis-py's errors as ``execute_command`` would."""
+        return self._run(lambda: ("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    def execute(self, *parts: Any) -> Any:
+        """One command, its raw reply (no redis-py response callback: HGETALL is a flat list)."""
+        return self._run(lambda: parts, None)
+
+    def _run(self, command: Callable[[], tuple[Any, ...]], script: Any) -> Any:
         conn = self._take()
         try:
             for attempt in range(self._retries + 1):
                 try:
-                    return self._call(conn, script, keys, args)
+                    return self._call(conn, command())
                 except redis.exceptions.NoScriptError:  # a restarted or another server: load it, once
-                    conn.send_command("SCRIPT", "LOAD", script.script)
-                    script.sha = conn.read_response().decode()
-                    return self._call(conn, script, keys, args)
+                    if script is None:
+                        raise
+                    script.sha = self._call(conn, ("SCRIPT", "LOAD", script.script)).decode()
+                    return self._call(conn, command())
                 except _LOST:
                     conn.disconnect()
                     if attempt == self._retries:
@@ -77,8 +85,7 @@ class Direct:
             self._free.append(conn)
 
     @staticmethod
-    def _call(conn: Any, script: Any, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
-        parts = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    def _call(conn: Any, parts: tuple[Any, ...]) -> Any:
         packed = [_hiredis_pack(parts)] if _hiredis_pack is not None else conn.pack_command(*parts)
         conn.send_packed_command(packed, check_health=False)
         return conn.read_response()
@@ -111,7 +118,7 @@ class Pipe:
         self._watchdog: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Lock | None = None
 
-    async def evalsha(self, script: Any, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+    async def evalsha(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The async twin of :meth:`Direct.evalsha`."""
         for attempt in range(self._retries + 1):
             try:
@@ -120,6 +127,16 @@ class Pipe:
                 except redis.exceptions.NoScriptError:  # a restarted or another server: load it, once
                     script.sha = (await self._call(("SCRIPT", "LOAD", script.script))).decode()
                     return await self._call(("EVALSHA", script.sha, len(keys), *keys, *args))
+            except _LOST:
+                if attempt == self._retries:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def execute(self, *parts: Any) -> Any:
+        """One command, its raw reply, retried ``retries`` times on a lost connection."""
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._call(parts)
             except _LOST:
                 if attempt == self._retries:
                     raise
