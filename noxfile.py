@@ -67,13 +67,16 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("target", [nox.param(t, id=t) for t in ("core", "core-plain", *MEMBERS)])
+@nox.parametrize("target", [nox.param(t, id=t) for t in ("core", "core-plain", *MEMBERS, "integration")])
 def tests(session: nox.Session, target: str) -> None:
-    """One suite per environment: the core; its output/CLI tests without rich; each member.
+    """One suite per environment: the core; its output/CLI tests without rich; each member;
+    the members together.
 
     core runs tests/ (the conformance suite, processes racing); core-plain the PLAIN_TESTS
-    with the test extra only; a member its own tests/, from its directory. Positional
-    arguments replace pytest's (paths relative to the member's directory for a member)."""
+    with the test extra only; a member its own tests/, from its directory; integration the
+    tests of integration/ with every backend member installed (tiers across backends, real
+    servers killed mid-call). Positional arguments replace pytest's (paths relative to the
+    member's directory for a member)."""
     if target == "core":
         session.install(".[test,rich]")
         session.run("pytest", *(session.posargs or ["tests"]))
@@ -81,6 +84,10 @@ def tests(session: nox.Session, target: str) -> None:
         session.install(".[test]")
         session.run("python", "-c", NO_RICH)
         session.run("pytest", *(session.posargs or PLAIN_TESTS))
+    elif target == "integration":
+        backends = [arg for m in MEMBERS.values() if m.parts[0] == "backends" for arg in ("-e", f"{m}[test]")]
+        session.install("-e", ".[test]", *backends)
+        session.run("pytest", *(session.posargs or ["integration"]))
     else:
         member = MEMBERS[target]
         # The core's test extra too: the same pytest plugins as the core (the root config sets a timeout).
@@ -147,8 +154,34 @@ def typing(session: nox.Session, target: str) -> None:
 def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     # openai-agents: the best peer's SQLiteSession, measured beside our resume in the same run
-    session.install(".", "-e", "backends/redis", "openai-agents==0.24.0")  # the Redis figures need the member
+    # the Redis and DynamoDB figures need the members (and moto, in DynamoDB's test extra)
+    session.install(".", "-e", "backends/redis", "-e", "backends/dynamodb[test]", "openai-agents==0.24.0")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """voicestate-redis beside the libraries a user would pick instead, on one Redis, in one run.
+
+    Its own environment (not run by default): the peers pinned at the peer baseline's
+    versions, which co-install; langchain-redis and langgraph-checkpoint-redis only to probe
+    them (they need Redis modules). `nox -s bench_peers -- --quick` for a short run."""
+    session.install(
+        ".",
+        "-e",
+        "backends/redis",
+        "redis[hiredis]==8.1.0",
+        "hiredis==3.5.0",
+        "openai-agents[redis]==0.24.0",
+        "langchain-core==1.7.2",
+        "langchain-community==0.4.2",
+        "langgraph==1.2.22",
+        "langgraph-checkpoint==4.3.2",
+        "langgraph-checkpoint-plainredis==0.1.0",
+        "langchain-redis==0.2.6",
+        "langgraph-checkpoint-redis==0.5.2",
+    )
+    session.run("python", "benchmarks/peers/run.py", *session.posargs)
 
 
 @nox.session

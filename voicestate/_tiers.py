@@ -235,7 +235,17 @@ class Tiers:
         if self.writer is not None:
             self.writer.forget(call_id)
         existed = False
-        for tier in (*self.behind, self.deciding, *self.hot):
+        if self.behind:
+            # A behind tier keeps the tombstone of the log it holds. One that does not hold
+            # this call yet (its batch still queued, here or in another process) is given the
+            # call's first event before the delete, so its tombstone refuses that batch.
+            meta = yield call(self.deciding.backend, "get_meta", call_id)
+            first = [] if meta is None else (yield call(self.deciding.backend, "load", call_id, 1, 1))
+            for tier in self.behind:
+                if first:
+                    yield call(tier.backend, "write_at", call_id, first, MetaUpdate.keep(meta, meta.active_at))
+                existed = bool((yield call(tier.backend, "delete", call_id))) or existed
+        for tier in (self.deciding, *self.hot):
             existed = bool((yield call(tier.backend, "delete", call_id))) or existed
         return existed
 
@@ -420,8 +430,16 @@ class BehindWriter:
             meta = deciding.get_meta(call_id)
             for tier in self._tiers.behind:
                 if meta is None:
+                    # Not a deletion: store.delete() reaches every tier itself and an expiry
+                    # expires each copy. The deciding tier lost the call (a server back empty):
+                    # the behind copy may be all that is left of it, so it stays.
                     if tier.backend.get_meta(call_id) is not None:
-                        tier.backend.delete(call_id)  # deleted (or expired) where it is decided
+                        log.warning(
+                            "behind tier %s holds call %r, which the deciding tier %s does not: kept as it is",
+                            tier.url,
+                            call_id,
+                            self._tiers.deciding.url,
+                        )
                     continue
                 theirs = tier.backend.get_meta(call_id)
                 hw = 0 if theirs is None else theirs.seq

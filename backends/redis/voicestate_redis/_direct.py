@@ -30,6 +30,12 @@ PIPELINED = _hiredis_pack is not None  # the async pipe parses with hiredis
 _LOST = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+def _closed(exc: BaseException) -> bool:
+    """The server closed the connection (it restarted, or dropped an idle client), as opposed
+    to a timeout: worth one immediate retry on a new connection, beyond ``retries``."""
+    return not isinstance(exc, (redis.TimeoutError, TimeoutError))
+
+
 class Direct:
     """Connections made by the pool's factory (so URL options, AUTH and TLS apply), handed
     out one per caller at a time and kept, never returned to the pool."""
@@ -65,7 +71,9 @@ class Direct:
     def _run(self, command: Callable[[], tuple[Any, ...]], script: Any) -> Any:
         conn = self._take()
         try:
-            for attempt in range(self._retries + 1):
+            failed, extra = 0, True
+            while True:
+                kept = conn._sock is not None  # connected before: the server may have gone since
                 try:
                     return self._call(conn, command())
                 except redis.exceptions.NoScriptError:  # a restarted or another server: load it, once
@@ -73,11 +81,14 @@ class Direct:
                         raise
                     script.sha = self._call(conn, ("SCRIPT", "LOAD", script.script)).decode()
                     return self._call(conn, command())
-                except _LOST:
+                except _LOST as exc:
                     conn.disconnect()
-                    if attempt == self._retries:
+                    if kept and extra and _closed(exc):
+                        extra = False  # a kept connection the server closed (a restart): once more, now
+                        continue
+                    failed += 1
+                    if failed > self._retries:
                         raise
-            raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             conn.disconnect()  # a reply may still be on its way: never reuse the socket
             raise
