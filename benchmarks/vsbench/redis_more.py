@@ -15,10 +15,11 @@ Each group returns an unmeasured row when either is missing.
   s.arecord(UserSpoke)`` in a loop, on one event loop in one process; then the same
   1,000 calls split over 2 processes (500 each, started together, the rate over the
   union of their windows). Floor: the same number of tasks doing a bare ``RPUSH`` of the
-  same bytes through ``redis.asyncio``. Reported as wall µs per append (1 / rate), the
-  rate in the note. DESIGN: ≥ 20,000 appends/s from one process. Both pools get
-  ``max_connections`` of the number of calls: redis.asyncio's pool raises
-  ``MaxConnectionsError`` past its limit (100 by default) instead of waiting.
+  same bytes through ``redis.asyncio`` (its pool sized for the tasks: redis.asyncio's pool
+  raises ``MaxConnectionsError`` past its limit instead of waiting). Reported as wall µs
+  per append (1 / rate), the rate in the note. DESIGN: ≥ 20,000 appends/s from one
+  process. Beside it, the server's CPU per append over the timed appends (``INFO cpu``),
+  what one Redis core can take (docs/scaling.md).
 - Watch across processes: process B appends notes (``store.append``) to a call that
   process A follows with ``store.awatch``; B stamps ``time.monotonic_ns()`` (one clock
   for every process on Linux) into each note's id just before appending. Floor: the same
@@ -213,9 +214,9 @@ async def _drive(url: str, prefix: str, calls: int, rounds: int, tag: str, go: C
     ``go`` is awaited between the setup and each timed part (the processes' barrier)."""
     import redis.asyncio as aioredis
 
-    # redis.asyncio's pool raises past max_connections (100 by default) rather than wait:
-    # one connection per concurrent call
-    store = _store(url, prefix, f"&max_connections={calls + 16}")
+    # the appends are pipelined on one connection; the store's other commands (opens, lease
+    # renewals) use its pool, which waits past max_connections
+    store = _store(url, prefix)
     sessions = [await store.aopen(f"{tag}-{i}", agent="triage") for i in range(calls)]
 
     async def one(s: Any, n: int) -> None:
@@ -225,10 +226,12 @@ async def _drive(url: str, prefix: str, calls: int, rounds: int, tag: str, go: C
     await asyncio.gather(*(one(s, 1) for s in sessions))  # warm: every connection open
     fresh()
     await go()
+    raw = aioredis.Redis.from_url(url, max_connections=calls + 16)
+    cpu0 = _server_cpu(await raw.info("cpu"))  # the server's CPU over the timed appends only
     t0 = time.monotonic_ns()
     await asyncio.gather(*(one(s, rounds) for s in sessions))
     t1 = time.monotonic_ns()
-    raw = aioredis.Redis.from_url(url, max_connections=calls + 16)
+    cpu1 = _server_cpu(await raw.info("cpu"))
     data = vs.plugins.encode_event(vs.UserSpoke(TEXT), "triage")
 
     async def push(i: int, n: int) -> None:
@@ -247,7 +250,12 @@ async def _drive(url: str, prefix: str, calls: int, rounds: int, tag: str, go: C
     for i in range(calls):
         await store.adelete(f"{tag}-{i}")
     await store.aclose()
-    return {"appends": calls * rounds, "t0": t0, "t1": t1, "r0": r0, "r1": r1}
+    return {"appends": calls * rounds, "t0": t0, "t1": t1, "r0": r0, "r1": r1, "cpu_ns": cpu1 - cpu0}
+
+
+def _server_cpu(info: dict[str, Any]) -> int:
+    """The Redis server's CPU time so far (its main thread and the others), in ns."""
+    return int((float(info["used_cpu_user"]) + float(info["used_cpu_sys"])) * 1e9)
 
 
 def _rate_worker(conn: Connection, url: str, prefix: str, calls: int, rounds: int, tag: str) -> None:
@@ -306,6 +314,19 @@ def throughput(calls: int, rounds: int) -> list[Figure]:
                 f"{calls:,} calls",
                 [one],
                 f"{rounds} appends per call, one event loop",
+            )
+        )
+        per_append = one["cpu_ns"] / one["appends"] / 1000.0
+        figures.append(
+            Figure(
+                "Redis server CPU per append (one event), 1,000 concurrent calls",
+                f"{calls:,} calls",
+                "us",
+                per_append,
+                None,
+                note=f"INFO cpu over the timed appends: one server core would take "
+                f"{1e6 / per_append:,.0f} appends/s (docs/scaling.md)",
+                raw={"server_cpu_ns": one["cpu_ns"], "appends": one["appends"]},
             )
         )
         workers = [_spawn(_rate_worker, url, prefix, calls // 2, rounds, f"p2{k}") for k in range(2)]

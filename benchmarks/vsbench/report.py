@@ -21,6 +21,8 @@ def fmt_value(value: float | None, unit: str) -> str:
         return "–"
     if unit == "bytes":
         return f"{value:,.0f} B"
+    if unit != "us":  # a count: requests, capacity units
+        return f"{value:,.2f} {unit}".replace(".00 ", " ")
     if value >= 1000:
         return f"{value / 1000:.2f} ms"
     if value >= 100:
