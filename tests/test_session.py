@@ -898,3 +898,34 @@ def test_oversized_events_are_refused_and_nothing_is_stored() -> None:
     assert [t.text for t in s.state.turns] == ["fine"]
     with pytest.raises(vs.ConfigError, match="max_event_bytes"):
         vs.open_store(_memory_url(), signing_keys=KEYS, max_event_bytes=10)
+
+
+def test_a_talking_async_session_sends_no_background_renewals() -> None:
+    """An owner append renews the lease: the background heartbeat waits a third of a lease
+    after the last renewal, so a call that keeps talking costs no renewal request, and an
+    idle one still renews."""
+    store = vs.open_store("memory://", signing_keys=KEYS, lease=0.6)  # a renewal due every 0.2 s
+    backend = store.tiers.deciding.backend
+    renewals: list[float] = []
+    real = backend.arenew
+
+    async def counting(*args: Any) -> Any:
+        renewals.append(asyncio.get_running_loop().time())
+        return await real(*args)
+
+    backend.arenew = counting  # a spy on the real backend
+
+    async def go() -> None:
+        async with store.aopen("talking", agent="triage") as s:
+            for i in range(20):  # 1 s of appends every 50 ms: never a third of a lease apart
+                await s.arecord(vs.Note(f"turn {i}"))
+                await asyncio.sleep(0.05)
+            assert renewals == []
+            await asyncio.sleep(0.9)  # idle: renewed in the background, about every 0.2 s
+            assert 2 <= len(renewals) <= 6
+        # the lease held throughout: nobody could take the call over while it talked
+        meta = backend.get_meta("talking")
+        assert meta is not None and meta.owner == "triage" and meta.epoch == 1
+
+    asyncio.run(go())
+    store.close()

@@ -50,6 +50,7 @@ class OwnerLog:
         self._snapshot_seq = 0  # seq of the last snapshot this session wrote or started from
         self._started = 0.0  # when the call started (for max_call_age)
         self._gone = False  # the call was deleted or created anew under this session
+        self._renewed_at = 0.0  # time.monotonic() of the last write that renewed this owner's lease
         self.discarded: list[Event] = []  # queued events dropped when this session was fenced
         self._ids: set[str] = set()  # ids of confirmed events: a retry skips the semantic checks
         # record_nowait: events staged and folded at once, durable later, in order
@@ -182,6 +183,7 @@ class OwnerLog:
             folder.apply(ev, se.seq, se.chain, ev.agent or agent)
         self._log.extend(stored)
         self._ids.update(se.id for se in stored)
+        self._renewed_at = time.monotonic()  # an owner append renews the lease
 
     def _catch_up(self, meta: CallMeta) -> Flow[list[Event]]:
         """Fold in events others appended after our confirmed seq (returned, decoded), re-staging
@@ -367,6 +369,7 @@ class OwnerLog:
                 pass
             self._discard_queue()
             return False
+        self._renewed_at = time.monotonic()
         return True
 
     def _flush(self, all_tiers: bool) -> Flow[None]:

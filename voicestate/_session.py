@@ -199,7 +199,8 @@ class Session(OwnerLog):
         return await self._arun(self._renew)
 
     def _start_heartbeat(self) -> None:
-        """Async sessions renew their lease in the background, every third of it, until fenced or left."""
+        """Async sessions renew their lease in the background, a third of it after the last
+        renewal (an append renews it too), until fenced or left."""
         if self._beat is None and not self.fenced:
             self._beat = asyncio.get_running_loop().create_task(_heartbeats(weakref.ref(self)))
 
@@ -356,14 +357,21 @@ log = logging.getLogger("voicestate.session")
 
 
 async def _heartbeats(ref: weakref.ref[Session]) -> None:
-    """Renew a session's lease every third of it; stops once it is fenced, left or collected."""
+    """Renew a session's lease a third of a lease after it was last renewed, by this loop or by
+    an append (a call that is talking renews its lease itself, so this loop then costs no
+    request); stops once the session is fenced, left or collected."""
+    wait = 0.0
     while True:
         session = ref()
         if session is None or session.fenced:
             return
         interval = session.store.config.lease / 3
+        wait = max(wait, session._renewed_at + interval - time.monotonic())
         del session  # hold no reference while sleeping: an abandoned session is collected
-        await asyncio.sleep(interval)
+        if wait > 0:
+            await asyncio.sleep(wait)
+            wait = 0.0
+            continue  # an append may have renewed it meanwhile
         session = ref()
         if session is None:
             return
@@ -372,6 +380,7 @@ async def _heartbeats(ref: weakref.ref[Session]) -> None:
                 return
         except BackendUnavailable as exc:  # keep trying: the lease may still be saved
             log.warning("renewing the lease of %r on call %r failed: %s", session.agent, session.call_id, exc)
+            wait = interval  # not sooner: the renewal time did not move
         except VoiceStateError:
             return
         del session

@@ -307,6 +307,9 @@ class RedisBackend:
     def _async(self) -> tuple[Any, _Scripts]:
         """The asyncio client of the running event loop (a redis.asyncio connection belongs to one loop)."""
         loop = asyncio.get_running_loop()
+        found = self._aclients.get(loop)  # the usual case, without the lock
+        if found is not None:
+            return found
         with self._lock:
             found = self._aclients.get(loop)
             if found is None:
