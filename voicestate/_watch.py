@@ -35,8 +35,8 @@ class Cursor:
             yield from self.store._tenant_guard(call_id)
             self.checked = True
         deadline = None if timeout is None else time.monotonic() + timeout
+        meta = yield from tiers.meta(call_id)
         while True:
-            meta = yield from tiers.meta(call_id)
             if meta is None and not self.found:
                 raise CallNotFound(f"no call {call_id!r} in {self.store!r} to watch")
             self.found = True
@@ -60,4 +60,5 @@ class Cursor:
             left = 30.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no event stored in call {call_id!r} after seq {self.seq} within {timeout:g} s")
-            yield from tiers.wait_for(call_id, self.seq, min(left, 30.0))
+            # the metadata the wait ends with is current: no second read before the events
+            meta = yield from tiers.wait_for(call_id, self.seq, min(left, 30.0))

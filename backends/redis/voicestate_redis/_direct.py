@@ -30,6 +30,11 @@ PIPELINED = _hiredis_pack is not None  # the async pipe parses with hiredis
 _LOST = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+def lost(exc: BaseException) -> BaseException:
+    """What a reader that failed with ``exc`` fails its waiters with: a connection error."""
+    return exc if isinstance(exc, _LOST) else redis.ConnectionError(f"{type(exc).__name__}: {exc}")
+
+
 def _closed(exc: BaseException) -> bool:
     """The server closed the connection (it restarted, or dropped an idle client), as opposed
     to a timeout: worth one immediate retry on a new connection, beyond ``retries``."""
@@ -217,7 +222,7 @@ class Pipe:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._drop(conn, exc if isinstance(exc, _LOST) else redis.ConnectionError(f"{type(exc).__name__}: {exc}"))
+            self._drop(conn, lost(exc))
 
     def _drop(self, conn: Any, exc: BaseException) -> None:
         """Fail every caller waiting on ``conn`` and close it; the next call connects anew."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from ._direct import _LOST, _hiredis_pack, _Replies
+from ._direct import _hiredis_pack, _Replies, lost
 
 _GRACE = 1.0  # seconds a channel stays subscribed after its last waiter left
 
@@ -119,7 +119,7 @@ class Subscriber:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._drop(conn, exc if isinstance(exc, _LOST) else redis.ConnectionError(f"{type(exc).__name__}: {exc}"))
+            self._drop(conn, lost(exc))
 
     def _drop(self, conn: Any, exc: BaseException) -> None:
         """Forget ``conn``: fail the subscriptions in flight and wake every waiter, which reads
