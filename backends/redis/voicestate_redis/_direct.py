@@ -165,10 +165,20 @@ class Pipe:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         # the same order as the bytes written: no await between these and the flush
-        self._waiting.append((future, loop.time() + self._timeout))
-        self._out.append(_hiredis_pack(parts))
-        if len(self._out) == 1:
-            loop.call_soon(self._flush, conn)
+        packed = _hiredis_pack(parts)
+        if not self._waiting and not self._out:
+            # an idle connection: out now (a loop iteration sooner); callers of this iteration
+            # that follow are batched behind it
+            self._waiting.append((future, loop.time() + self._timeout))
+            try:
+                conn._writer.write(packed)
+            except Exception as exc:
+                self._drop(conn, redis.ConnectionError(f"write failed: {exc}"))
+        else:
+            self._waiting.append((future, loop.time() + self._timeout))
+            self._out.append(packed)
+            if len(self._out) == 1:
+                loop.call_soon(self._flush, conn)
         if self._watchdog is None:
             self._watchdog = loop.call_at(loop.time() + self._timeout, self._check, conn)
         return await future
