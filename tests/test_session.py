@@ -929,3 +929,35 @@ def test_a_talking_async_session_sends_no_background_renewals() -> None:
 
     asyncio.run(go())
     store.close()
+
+
+def test_outside_appends_skip_the_metadata_read_and_survive_a_stale_one() -> None:
+    """store.append remembers the metadata its last append left: the next one is one
+    backend request, and when another writer moved the call meanwhile, the conflict brings
+    the current metadata and the append goes through (stored once, in order)."""
+    store = vs.open_store("memory://", signing_keys=KEYS)
+    backend = store.tiers.deciding.backend
+    reads: list[str] = []
+    real = backend.get_meta
+
+    def counting(call_id: str) -> Any:
+        reads.append(call_id)
+        return real(call_id)
+
+    backend.get_meta = counting  # a spy on the real backend
+    s = store.open("c1", agent="triage")
+    reads.clear()
+    store.append("c1", vs.Note("first"))  # unknown to this store yet: one read
+    assert reads == ["c1"]
+    store.append("c1", vs.Note("second"))
+    store.append("c1", vs.Note("third"))
+    assert reads == ["c1"]  # no read before the later appends
+    s.record(vs.UserSpoke("the owner speaks in between"))
+    seq = store.append("c1", vs.Note("after the owner"))  # stale: a conflict, then stored
+    texts = [getattr(e, "text", None) for e in store.events("c1")]
+    assert texts[-5:] == ["first", "second", "third", "the owner speaks in between", "after the owner"]
+    assert seq == len(texts)
+    store.delete("c1")
+    with pytest.raises(vs.CallNotFound):
+        store.append("c1", vs.Note("to a deleted call"))
+    store.close()

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from types import TracebackType
 from typing import Any
 
+import attrs
+
 from ._backend import CallMeta, MetaUpdate, StoredEvent
 from ._calls import CallInfo, check_filters, wanted
 from ._checks import prepare_outside
@@ -24,6 +26,8 @@ from ._session import Session
 from ._state import CallState
 from ._tiers import Tiers
 from ._watch import Cursor
+
+_APPENDED = 4096  # calls whose metadata after an outside append a store remembers
 
 
 class Opening(Awaitable[Session]):
@@ -54,12 +58,16 @@ class Store:
 
     # Slots: a misspelled option set on a store fails instead of being ignored (options live in
     # ``config``, a frozen StoreConfig; replace it with ``attrs.evolve`` to change one).
-    __slots__ = ("__weakref__", "_closed", "config", "tiers")
+    __slots__ = ("__weakref__", "_appended", "_closed", "config", "tiers")
 
     def __init__(self, tiers: Tiers, config: StoreConfig) -> None:
         self.tiers = tiers
         self.config = config
         self._closed = False
+        # call id -> its metadata after this store's last outside append: the next one is
+        # conditional on it without a read first (a stale one conflicts, and the conflict
+        # brings the current metadata)
+        self._appended: dict[str, CallMeta] = {}
 
     @property
     def keys(self) -> KeyRing:
@@ -194,8 +202,8 @@ class Store:
     def append(self, call_id: str, *events: Event) -> int:
         """Append from outside the owner: ``Note``, ``ToolReturned``, ``ToolCancelled``, ``CallEnded``.
 
-        Conditional on the seq read, retried on conflict, no epoch check. Returns
-        the stored seq of the last event.
+        Conditional on the seq this store knows (read once, then the one its last append
+        left), retried on conflict, no epoch check. Returns the stored seq of the last event.
         """
         return run(self._append(call_id, events))
 
@@ -208,7 +216,9 @@ class Store:
         last_id = items[-1][0].id
         last_seq: int | None = None
         yield from self._tenant_guard(call_id)
-        meta = yield from self.tiers.meta(call_id)
+        meta = self._appended.pop(call_id, None)
+        if meta is None:
+            meta = yield from self.tiers.meta(call_id)
         retries = self.config.retries
         for _ in range(retries):
             if meta is None:
@@ -226,6 +236,11 @@ class Store:
             update = MetaUpdate.keep(meta, now, expires_at=now + self.config.retention if ending else None)
             res = yield from self.tiers.append(call_id, stored, meta.seq, None, meta.head, update)
             if res.status == "ok":
+                if len(self._appended) >= _APPENDED:
+                    self._appended.clear()
+                self._appended[call_id] = attrs.evolve(
+                    meta, seq=seq, head=head, ended=meta.ended or ending, active_at=now, expires_at=update.expires_at
+                )
                 return seq if last_seq is None else last_seq
             if res.status == "duplicate":
                 last_seq = res.duplicates.get(last_id, last_seq)  # the last event was stored already: its seq
@@ -247,6 +262,7 @@ class Store:
 
     def _delete(self, call_id: str) -> Flow[bool]:
         check_call_id(call_id)
+        self._appended.pop(call_id, None)
         if self.config.tenant is not None:
             try:
                 yield from self._tenant_guard(call_id)

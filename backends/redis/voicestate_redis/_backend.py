@@ -111,6 +111,33 @@ def _meta(h: Mapping[bytes, bytes]) -> vsb.CallMeta:
     )
 
 
+def _from_note(note: bytes, last: vsb.CallMeta | None) -> vsb.CallMeta | None:
+    """The metadata a writer published (see ``store_meta``), with the two fields that never
+    change from the last one read; None for another message (a delete publishes ``0``)."""
+    if last is None or note[:1] != b"\x99":  # a msgpack array of 9
+        return None
+    try:
+        seq, epoch, head, ended, lease, active, owner, pending, expires = msgpack.unpackb(note, raw=True)
+        meta = vsb.CallMeta(
+            seq=int(seq),
+            epoch=int(epoch),
+            head=bytes(head),
+            ended=ended == b"1",
+            owner=owner.decode() if owner else None,
+            pending_to=pending.decode() if pending else None,
+            lease_until=float(lease),
+            started_at=last.started_at,
+            active_at=float(active),
+            expires_at=float(expires) if expires else None,
+            tenant=last.tenant,
+        )
+    except (ValueError, TypeError):
+        return None
+    if meta.expires_at is not None and meta.expires_at <= time.time():
+        return None  # expired by the clock: read, as get_meta would
+    return meta
+
+
 def _mapping(reply: Any) -> Mapping[bytes, bytes]:
     """A raw HGETALL reply: a flat list (RESP2) or a map (RESP3)."""
     return reply if isinstance(reply, dict) else _pairs(reply)
@@ -763,6 +790,7 @@ class RedisBackend:
                     lambda: self.aget_meta(call_id),
                     lambda meta: meta is None or meta.seq > after,
                     timeout,
+                    _from_note,
                 )
             return found
         loop = asyncio.get_running_loop()

@@ -64,7 +64,9 @@ end
 
 -- The metadata after a write of events ending at (seq, epoch, head); old: read_meta's table
 -- (nil: the call is created now); u: the update or nil. Only fields that are present are
--- deleted, and the keys' expiry is set only when it changes.
+-- deleted, and the keys' expiry is set only when it changes. Returns what the writer
+-- publishes: the new metadata (but started_at and tenant, which never change), so a
+-- watcher needs no read to learn it.
 local function store_meta(old, seq, epoch, head, final, u, tomb_ms)
   local created = old == nil
   old = old or {}
@@ -107,7 +109,9 @@ local function store_meta(old, seq, epoch, head, final, u, tomb_ms)
   end
   if #drop > 0 then redis.call('HDEL', M, unpack(drop)) end
   redis.call('HSET', M, unpack(f))
-  if not expiry then return end
+  local note = cmsgpack.pack({tostring(seq), tostring(epoch), head, ended and '1' or '0', tostring(lease),
+                              tostring(active), owner or '', pending or '', expires or ''})
+  if not expiry then return note end
   if expires then
     local at = math.ceil(tonumber(expires) * 1000)
     local ms = string.format('%.0f', at)
@@ -123,6 +127,7 @@ local function store_meta(old, seq, epoch, head, final, u, tomb_ms)
     redis.call('PERSIST', S)
     redis.call('PERSIST', X)
   end
+  return note
 end
 
 local function index(call_id)
@@ -194,8 +199,7 @@ if not indexed then
   end
   chunked('HSET', I, idseq)
 end
-store_meta(old, exp_seq + n, h[9], h[10], h[11], u, tomb_ms)
-redis.call('PUBLISH', h[2], exp_seq + n)
+redis.call('PUBLISH', h[2], store_meta(old, exp_seq + n, h[9], h[10], h[11], u, tomb_ms))
 return 1
 """
 )
@@ -263,8 +267,7 @@ if ARGV[5] == '1' then
 end
 chunked('RPUSH', E, els)
 chunked('HSET', I, idseq)
-store_meta(old, hw + #els, ev(last, 4), ev(last, 3), final, u, tomb_ms)
-redis.call('PUBLISH', ARGV[2], hw + #els)
+redis.call('PUBLISH', ARGV[2], store_meta(old, hw + #els, ev(last, 4), ev(last, 3), final, u, tomb_ms))
 return hw + #els
 """
 )

@@ -31,13 +31,21 @@ class Subscriber:
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wakers: dict[bytes, set[asyncio.Event]] = {}
         self._idle: dict[bytes, asyncio.TimerHandle] = {}
+        self._last: dict[bytes, bytes] = {}  # the newest message of each channel waited on
         self._connecting: asyncio.Lock | None = None
 
     async def wait(
-        self, channel: bytes, read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float
+        self,
+        channel: bytes,
+        read: Callable[[], Awaitable[Any]],
+        done: Callable[[Any], bool],
+        timeout: float,
+        parse: Callable[[bytes, Any], Any] | None = None,
     ) -> Any:
         """``read()`` until ``done`` says yes or ``timeout`` passes, woken by publishes on
-        ``channel``; reads once more after each (re)subscription, so nothing is missed."""
+        ``channel``; reads once more after each (re)subscription, so nothing is missed.
+        ``parse(message, last value read)``: the value a publish carries (None: read instead),
+        so a wake that is enough needs no read."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         waker = asyncio.Event()
@@ -57,13 +65,19 @@ class Subscriber:
                 try:
                     await asyncio.wait_for(waker.wait(), remaining)
                 except TimeoutError:
-                    pass  # read once more, then return
+                    continue  # read once more, then return
+                message = self._last.get(channel)
+                if parse is not None and message is not None and channel in self._live:
+                    carried = parse(message, value)
+                    if carried is not None and done(carried):
+                        return carried
         finally:
             waiters = self._wakers.get(channel)
             if waiters is not None:
                 waiters.discard(waker)
                 if not waiters:
                     del self._wakers[channel]
+                    self._last.pop(channel, None)
                     self._idle[channel] = loop.call_later(_GRACE, self._unsubscribe, channel)
 
     async def _subscribe(self, channel: bytes) -> None:
@@ -109,8 +123,11 @@ class Subscriber:
                         continue
                     kind, channel = reply[0], reply[1]
                     if kind == b"message":
-                        for waker in self._wakers.get(channel, ()):
-                            waker.set()
+                        wakers = self._wakers.get(channel)
+                        if wakers:
+                            self._last[channel] = reply[2]  # the newest: publishes come in order
+                            for waker in wakers:
+                                waker.set()
                     elif kind == b"subscribe":
                         self._live.add(channel)
                         for future in self._confirming.pop(channel, ()):
@@ -128,6 +145,7 @@ class Subscriber:
             return
         self._conn = None
         self._live.clear()
+        self._last.clear()
         confirming, self._confirming = self._confirming, {}
         for futures in confirming.values():
             for future in futures:
