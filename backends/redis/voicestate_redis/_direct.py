@@ -113,7 +113,67 @@ class Direct:
             conn.disconnect()
 
 
-class Pipe:
+class Lane:
+    """One connection of one event loop, kept, and a reader task handing out what arrives on
+    it (the base of :class:`Pipe` and of the watchers' ``Subscriber``). Made by the pool's
+    factory, so the URL's options, AUTH and TLS apply; a lost connection is dropped, its
+    users told, and the next use connects anew."""
+
+    def __init__(self, pool: Any, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def _connect(self) -> Any:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is None:
+                conn = self._pool.make_connection()
+                await conn.connect()  # AUTH, SELECT, TLS, CLIENT SETINFO: the URL's options
+                self._conn = conn
+                self._reader = asyncio.get_running_loop().create_task(self._read(conn))
+        return self._conn
+
+    async def _read(self, conn: Any) -> None:
+        parser = _Replies(conn)
+        try:
+            while True:
+                self._received(await parser.read())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._drop(conn, lost(exc))
+
+    def _received(self, replies: list[Any]) -> None:
+        """What arrived, in order."""
+        raise NotImplementedError
+
+    def _forget(self, exc: BaseException) -> None:
+        """The connection is gone: tell its users (``exc``)."""
+        raise NotImplementedError
+
+    def _drop(self, conn: Any, exc: BaseException) -> None:
+        """Forget ``conn`` (if it is still the current one) and close it."""
+        if conn is not self._conn:
+            return
+        self._conn = None
+        self._forget(exc)
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+        asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+
+    async def close(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._drop(conn, redis.ConnectionError("the backend is closed"))
+            await conn.disconnect(nowait=True)
+
+
+class Pipe(Lane):
     """The async appends of one event loop, pipelined on one connection: the commands of the
     callers of one loop iteration go out in one write, and one reader task hands the replies
     out in order.
@@ -124,15 +184,11 @@ class Pipe:
     ``retries`` times on a new connection (an append is idempotent), then raise."""
 
     def __init__(self, pool: Any, retries: int, timeout: float) -> None:
-        self._pool = pool
+        super().__init__(pool, timeout)
         self._retries = retries
-        self._timeout = timeout
-        self._conn: Any = None
         self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._out: list[bytes] = []
-        self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
-        self._connecting: asyncio.Lock | None = None
 
     async def evalsha(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The async twin of :meth:`Direct.evalsha`."""
@@ -204,41 +260,20 @@ class Pipe:
         else:
             self._watchdog = loop.call_at(deadline, self._check, conn)
 
-    async def _connect(self) -> Any:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._conn is None:
-                conn = self._pool.make_connection()
-                await conn.connect()  # AUTH, SELECT, TLS, CLIENT SETINFO: the URL's options
-                self._conn = conn
-                self._reader = asyncio.get_running_loop().create_task(self._read(conn))
-        return self._conn
-
-    async def _read(self, conn: Any) -> None:
-        """Hand out the replies in order, as long as the connection lives."""
+    def _received(self, replies: list[Any]) -> None:
+        """Hand out the replies in order: the callers wait in the order their bytes went out."""
         waiting = self._waiting
-        parser = _Replies(conn)
-        try:
-            while True:
-                for reply in await parser.read():
-                    future, _ = waiting.popleft()
-                    if future.done():
-                        continue
-                    if isinstance(reply, redis.ResponseError):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._drop(conn, lost(exc))
+        for reply in replies:
+            future, _ = waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, redis.ResponseError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
-    def _drop(self, conn: Any, exc: BaseException) -> None:
-        """Fail every caller waiting on ``conn`` and close it; the next call connects anew."""
-        if conn is not self._conn:
-            return
-        self._conn = None
+    def _forget(self, exc: BaseException) -> None:
+        """Fail every caller waiting on the lost connection (they retry on a new one)."""
         waiting, self._waiting = self._waiting, collections.deque()
         self._out = []
         for future, _ in waiting:
@@ -247,16 +282,6 @@ class Pipe:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-        asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
-
-    async def close(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            self._drop(conn, redis.ConnectionError("the backend is closed"))
-            await conn.disconnect(nowait=True)
 
 
 class _Replies:

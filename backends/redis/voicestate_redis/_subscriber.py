@@ -16,23 +16,19 @@ from typing import Any
 
 import redis
 
-from ._direct import _hiredis_pack, _Replies, lost
+from ._direct import Lane, _hiredis_pack
 
 _GRACE = 1.0  # seconds a channel stays subscribed after its last waiter left
 
 
-class Subscriber:
+class Subscriber(Lane):
     def __init__(self, pool: Any, timeout: float) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._conn: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        super().__init__(pool, timeout)
         self._live: set[bytes] = set()  # channels the server has confirmed
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wakers: dict[bytes, set[asyncio.Event]] = {}
         self._idle: dict[bytes, asyncio.TimerHandle] = {}
         self._last: dict[bytes, bytes] = {}  # the newest message of each channel waited on
-        self._connecting: asyncio.Lock | None = None
 
     async def wait(
         self,
@@ -103,47 +99,26 @@ class Subscriber:
         except Exception as exc:
             self._drop(self._conn, redis.ConnectionError(f"write failed: {exc}"))
 
-    async def _connect(self) -> Any:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._conn is None:
-                conn = self._pool.make_connection()
-                await conn.connect()  # AUTH, SELECT, TLS: the URL's options
-                self._conn = conn
-                self._reader = asyncio.get_running_loop().create_task(self._read(conn))
-        return self._conn
+    def _received(self, replies: list[Any]) -> None:
+        for reply in replies:
+            if not isinstance(reply, list) or len(reply) < 3:
+                continue
+            kind, channel = reply[0], reply[1]
+            if kind == b"message":
+                wakers = self._wakers.get(channel)
+                if wakers:
+                    self._last[channel] = reply[2]  # the newest: publishes come in order
+                    for waker in wakers:
+                        waker.set()
+            elif kind == b"subscribe":
+                self._live.add(channel)
+                for future in self._confirming.pop(channel, ()):
+                    if not future.done():
+                        future.set_result(None)
 
-    async def _read(self, conn: Any) -> None:
-        parser = _Replies(conn)
-        try:
-            while True:
-                for reply in await parser.read():
-                    if not isinstance(reply, list) or len(reply) < 3:
-                        continue
-                    kind, channel = reply[0], reply[1]
-                    if kind == b"message":
-                        wakers = self._wakers.get(channel)
-                        if wakers:
-                            self._last[channel] = reply[2]  # the newest: publishes come in order
-                            for waker in wakers:
-                                waker.set()
-                    elif kind == b"subscribe":
-                        self._live.add(channel)
-                        for future in self._confirming.pop(channel, ()):
-                            if not future.done():
-                                future.set_result(None)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._drop(conn, lost(exc))
-
-    def _drop(self, conn: Any, exc: BaseException) -> None:
-        """Forget ``conn``: fail the subscriptions in flight and wake every waiter, which reads
-        again (raising if the server is gone) and subscribes on a new connection."""
-        if conn is not self._conn:
-            return
-        self._conn = None
+    def _forget(self, exc: BaseException) -> None:
+        """Fail the subscriptions in flight and wake every waiter, which reads again (raising if
+        the server is gone) and subscribes on a new connection."""
         self._live.clear()
         self._last.clear()
         confirming, self._confirming = self._confirming, {}
@@ -154,16 +129,9 @@ class Subscriber:
         for wakers in self._wakers.values():
             for waker in wakers:
                 waker.set()
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-        asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
 
     async def close(self) -> None:
         for handle in self._idle.values():
             handle.cancel()
         self._idle.clear()
-        conn = self._conn
-        if conn is not None:
-            self._drop(conn, redis.ConnectionError("the backend is closed"))
-            await conn.disconnect(nowait=True)
+        await super().close()
