@@ -353,7 +353,9 @@ class MultiProcessStoreConformance(GrownMultiProcessStoreConformance, StoreConfo
             assert sorted(r[0] for r in results) == ["lost", "lost", "won"], results
             st = store.load(call_id)
             assert st.epoch == 2, "a second recovery worker deposed the first"
-        late = spawn(_proc_resume, [(store_url, "call-r0", "late", True)])
+        # the last round's winner took its call a few seconds ago, well inside its 10 s lease
+        # (the first round's may have run out on a slow machine: spawning is slow there)
+        late = spawn(_proc_resume, [(store_url, "call-r2", "late", True)])
         assert late == [("lost", "OwnershipError")]
 
     def test_append_retried_from_other_processes(self, store: Store, store_url: str) -> None:
