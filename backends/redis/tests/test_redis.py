@@ -323,6 +323,19 @@ def test_acl_user_and_password_from_the_url(redis_url: str) -> None:
         assert b.append("c", _started("c"), 0, 1).status == "ok"
         assert password not in repr(b)
         b.close()
+
+        async def pipelined() -> None:  # the async lanes authenticate too
+            ab = vsb.open_backend(f"redis://{user}:{quoted}@{host}?prefix=acl{uuid.uuid4().hex[:6]}")
+            assert (await ab.aappend("c", _started("c"), 0, 1)).status == "ok"
+            assert len(await ab.aload("c")) == 1
+            await ab.aclose()
+            abad = vsb.open_backend(f"redis://{user}:wrong@{host}")
+            with pytest.raises(vs.BackendUnavailable) as ainfo:
+                await abad.aappend("c", _started("c"), 0, 1)
+            assert "wrong" not in str(ainfo.value)
+            await abad.aclose()
+
+        asyncio.run(pipelined())
         bad = vsb.open_backend(f"redis://{user}:wrong@{host}")
         with pytest.raises(vs.BackendUnavailable) as info:
             bad.get_meta("c")
@@ -366,6 +379,16 @@ def test_tls_from_the_url(tmp_path: Path) -> None:
         assert b.append("c", _started("c"), 0, 1).status == "ok"
         assert len(b.load("c")) == 1
         b.close()
+
+        async def pipelined() -> None:  # the async lanes speak TLS too
+            ab = vsb.open_backend(url.replace("prefix=tls", "prefix=atls"))
+            assert (await ab.aappend("c", _started("c"), 0, 1)).status == "ok"
+            meta = await ab.await_for("c", 0, 1.0)
+            assert meta is not None and meta.seq == 1
+            assert len(await ab.aload("c")) == 1
+            await ab.aclose()
+
+        asyncio.run(pipelined())
         plain = vsb.open_backend(f"redis://127.0.0.1:{port}/0?timeout=0.5")  # TLS required
         with pytest.raises(vs.BackendUnavailable):
             plain.get_meta("c")
