@@ -119,6 +119,14 @@ class _Seq(Sequence[Any]):
                 return hit
         return self._base[i]
 
+    def changed(self) -> list[int]:
+        """The indices of the items changed at or before this view's seq (interrupted turns:
+        few), in order."""
+        changes, seq, n = self._changes, self._seq, self._n
+        if not changes:
+            return []
+        return sorted(i for i, entries in changes.items() if i < n and entries[0][0] <= seq)
+
     def __iter__(self) -> Iterator[Any]:
         changes, base, seq = self._changes, self._base, self._seq
         for i in range(self._n):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._state import CallState
+from ._state import CallState, _Seq
 
 _INTENT_KEYS = ("intent", "reason", "topic", "issue")
 _WHO_KEYS = ("caller", "from", "caller_id", "phone", "ani")
@@ -56,7 +56,9 @@ def default_summary(state: CallState, to_agent: str) -> str:
         i -= 1
     if unanswered:
         lines.append(f'Unanswered: "{" ".join(reversed(unanswered))}"')
-    barge = next((turns[j] for j in range(n - 1, -1, -1) if turns[j].interrupted), None)
+    # interrupted turns are the changed ones (few): no scan of the whole call
+    candidates = reversed(turns.changed()) if isinstance(turns, _Seq) else range(n - 1, -1, -1)
+    barge = next((turns[j] for j in candidates if turns[j].interrupted), None)
     if barge is not None:
         lines.append(f'Last barge-in: the caller heard only "{barge.heard}" of {barge.agent}\'s turn.')
     lines.append(f"Handed to {to_agent} by {state.owner} after {n} turns.")
