@@ -16,25 +16,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from voicestate_redis.testing import RedisServer, start_cluster
+from voicestate_redis.testing import redis_cluster, redis_server
 
 ENV_VAR = "VOICESTATE_TEST_REDIS_URL"
 CLUSTER_ENV_VAR = "VOICESTATE_TEST_REDIS_CLUSTER_URL"
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
     """The base URL of the test server (no query string)."""
     url = os.environ.get(ENV_VAR)
     if url:
         yield url
         return
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with redis_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -44,18 +40,14 @@ def store_url(redis_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster_url() -> Iterator[str]:
     """The seed URL of the test cluster, ``redis+cluster://host:port`` (no query string)."""
     url = os.environ.get(CLUSTER_ENV_VAR)
     if url:
         yield url
         return
-    servers = start_cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield f"redis+cluster://127.0.0.1:{servers[1].port}"  # any node is a seed
-    finally:
-        for server in servers:
-            server.stop()
+    with redis_cluster() as url:
+        yield url
 
 
 @pytest.fixture

@@ -507,3 +507,48 @@ def test_async_sigkill_and_hang_error_in_bound_and_the_call_goes_on(own_server: 
         await store.aclose()
 
     asyncio.run(go())
+
+
+def test_a_flushed_script_cache_is_reloaded_by_both_lanes(backend: Any, redis_url: str) -> None:
+    """A server that lost its scripts (SCRIPT FLUSH, a restart, a failover) answers NOSCRIPT:
+    the sync connection and the async pipe load the script again and the append goes through."""
+    server = redis.Redis.from_url(redis_url)
+    evs = _started("ns")
+    server.script_flush()
+    assert backend.append("ns", evs, 0, 1, None, _update()).status == "ok"
+    server.script_flush()
+
+    async def go() -> None:
+        nxt = make_events("ns", [vs.Note("after a flush")], start_seq=1, head=evs[-1].chain)
+        assert (await backend.aappend("ns", nxt, 1, 1, evs[-1].chain, _update())).status == "ok"
+        await backend.aclose()
+
+    asyncio.run(go())
+    assert [e.seq for e in vsb.open_backend(backend.url).load("ns")] == [1, 2]
+    server.close()
+
+
+def test_closing_leaves_no_connection_behind(redis_url: str) -> None:
+    """aclose() closes the loop's pipe and subscriber; an append after it is refused without
+    connecting again."""
+    name = f"vsclose{uuid.uuid4().hex[:8]}"
+    server = redis.Redis.from_url(redis_url)
+
+    def ours() -> int:
+        return sum(1 for c in server.client_list() if c.get("name") == name)
+
+    async def go() -> None:
+        b = vsb.open_backend(f"{redis_url}?prefix={name}&client_name={name}")
+        assert (await b.aappend("c", _started("c"), 0, 1)).status == "ok"
+        assert (await b.await_for("c", 0, 1.0)) is not None
+        assert ours() >= 2  # the pipe and the subscriber
+        await b.aclose()
+        with pytest.raises(vs.BackendUnavailable):
+            await b.aappend("c", _started("c"), 0, 1)
+
+    asyncio.run(go())
+    deadline = time.monotonic() + 5
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ours() == 0
+    server.close()

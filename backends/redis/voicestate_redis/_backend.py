@@ -35,7 +35,7 @@ import voicestate as vs
 import voicestate.backend as vsb
 
 from . import _scripts
-from ._direct import PIPELINED, Direct, Pipe
+from ._direct import PIPELINED, Direct, Lane, Pipe
 from ._subscriber import Subscriber
 
 _TOMBSTONE_TTL = 30 * 86400.0  # seconds a deleted or expired call's tombstone stops late writes
@@ -109,6 +109,12 @@ def _meta(h: Mapping[bytes, bytes]) -> vsb.CallMeta:
         expires_at=None if expires is None else float(expires),
         tenant=_str(h.get(b"tenant")),
     )
+
+
+def _lanes(client: Any) -> list[Lane]:
+    """The direct lanes hung on an event loop's client (its pipe, its subscriber)."""
+    found = (getattr(client, "_voicestate_pipe", None), getattr(client, "_voicestate_subscriber", None))
+    return [lane for lane in found if lane is not None]
 
 
 def _from_note(note: bytes, last: vsb.CallMeta | None) -> vsb.CallMeta | None:
@@ -493,10 +499,7 @@ class RedisBackend:
             raise vs.BackendUnavailable(f"{self._shown}: the backend is closed")
         keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
         try:  # what _errors() does, inline on the hot path
-            if self._direct is not None:
-                reply = self._direct.evalsha(self._scripts.append, keys, args)
-            else:
-                reply = _run(self._client, self._scripts.append, keys, args)
+            reply = self._eval("append", keys=keys, args=args)
         except (*_REDIS_ERRORS, OSError) as exc:
             raise self._unavailable("append", exc) from exc
         return self._append_result(reply)
@@ -676,7 +679,10 @@ class RedisBackend:
         if self._direct is not None:
             self._direct.close()
         with self._lock:
-            self._aclients = weakref.WeakKeyDictionary()
+            clients, self._aclients = list(self._aclients.values()), weakref.WeakKeyDictionary()
+        for client, _ in clients:  # other loops' lanes: no new connection (aclose() closes its own loop's)
+            for lane in _lanes(client):
+                lane.closed = True
 
     # -- the async twins: the same scripts through redis.asyncio ----------------------------------
 
@@ -697,14 +703,9 @@ class RedisBackend:
     ) -> vsb.AppendResult:
         if not events:
             return vsb.OK
-        client, scripts = self._async_checked()
         keys, args = self._append_args(call_id, events, expected_seq, expected_epoch, expected_head, update)
-        pipe = self._pipe()
         try:
-            if pipe is not None:
-                reply = await pipe.evalsha(scripts.append, keys, args)
-            else:
-                reply = await _arun(client, scripts.append, keys, args)
+            reply = await self._aeval("append", keys=keys, args=args)  # refuses a closed backend
         except (*_REDIS_ERRORS, OSError) as exc:
             raise self._unavailable("append", exc) from exc
         return self._append_result(reply)
@@ -843,10 +844,8 @@ class RedisBackend:
         found = self._aclients.get(loop) if loop is not None else None
         self.close()
         if found is not None:
-            for helper in ("_voicestate_pipe", "_voicestate_subscriber"):
-                lane = getattr(found[0], helper, None)
-                if lane is not None:
-                    await lane.close()
+            for lane in _lanes(found[0]):
+                await lane.close()
             await found[0].aclose()
 
     def _async_checked(self) -> tuple[Any, _Scripts]:

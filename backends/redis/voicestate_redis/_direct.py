@@ -54,8 +54,8 @@ class Direct:
         self._lock = threading.Lock()
 
     def _take(self) -> Any:
-        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
-            self._free, self._all, self._pid = [], [], os.getpid()
+        if self._pid != os.getpid():  # a forked child must not share its parent's sockets (nor a held lock)
+            self._free, self._all, self._pid, self._lock = [], [], os.getpid(), threading.Lock()
         try:
             return self._free.pop()  # atomic under the GIL
         except IndexError:
@@ -80,12 +80,13 @@ class Direct:
             while True:
                 kept = conn._sock is not None  # connected before: the server may have gone since
                 try:
-                    return self._call(conn, command())
-                except redis.exceptions.NoScriptError:  # a restarted or another server: load it, once
-                    if script is None:
-                        raise
-                    script.sha = self._call(conn, ("SCRIPT", "LOAD", script.script)).decode()
-                    return self._call(conn, command())
+                    try:
+                        return self._call(conn, command())
+                    except redis.exceptions.NoScriptError:  # a restarted or another server: load it, once
+                        if script is None:
+                            raise
+                        script.sha = self._call(conn, ("SCRIPT", "LOAD", script.script)).decode()
+                        return self._call(conn, command())
                 except _LOST as exc:
                     conn.disconnect()
                     if kept and extra and _closed(exc):
@@ -94,6 +95,8 @@ class Direct:
                     failed += 1
                     if failed > self._retries:
                         raise
+        except redis.ResponseError:
+            raise  # an error reply: read whole, the connection stays in step
         except BaseException:
             conn.disconnect()  # a reply may still be on its way: never reuse the socket
             raise
@@ -125,8 +128,11 @@ class Lane:
         self._conn: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
+        self.closed = False  # set by close(), or by the backend's sync close(): no new connection
 
     async def _connect(self) -> Any:
+        if self.closed:
+            raise redis.ConnectionError("the backend is closed")
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
@@ -167,6 +173,7 @@ class Lane:
         asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
 
     async def close(self) -> None:
+        self.closed = True  # first: the users failed below must not connect again
         conn = self._conn
         if conn is not None:
             self._drop(conn, redis.ConnectionError("the backend is closed"))
