@@ -214,10 +214,7 @@ class Session(OwnerLog):
         stored, folding it into ``state`` first; ends after ``CallEnded`` (at once if the call has
         ended already) or when the call is deleted."""
         while self._folder.status != "ended" and not self._gone:
-            seq = self._confirmed()[0]
-            meta = await arun(self._tiers.wait_for(self.call_id, seq, _WATCH_SLICE))
-            if meta is not None and meta.seq == seq and not meta.ended:
-                continue
+            await arun(self._news(None))  # outside the session's lock: its writes go on meanwhile
             try:
                 events = await self._arun(self._absorb)
             except (CallNotFound, FencedError):
@@ -229,21 +226,26 @@ class Session(OwnerLog):
         """Sync twin of :meth:`awatch`; ``timeout``: seconds to wait for the next event before
         raising TimeoutError (None: no limit)."""
         while self._folder.status != "ended" and not self._gone:
-            seq = self._confirmed()[0]
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                left = _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
-                if left <= 0:
-                    raise TimeoutError(f"nothing stored in call {self.call_id!r} after seq {seq} within {timeout:g} s")
-                self._sync_guard()
-                meta = run(self._tiers.wait_for(self.call_id, seq, left))
-                if meta is None or meta.seq != seq or meta.ended:
-                    break
+            self._sync_guard()
+            run(self._news(timeout))
             try:
                 events = self._run(self._absorb())
             except (CallNotFound, FencedError):
                 return
             yield from events
+
+    def _news(self, timeout: float | None) -> Flow[None]:
+        """Return once the store holds more than this session has seen, or the call ended or
+        went; TimeoutError after ``timeout`` seconds (None: no limit)."""
+        seq = self._confirmed()[0]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
+            if left <= 0:
+                raise TimeoutError(f"nothing stored in call {self.call_id!r} after seq {seq} within {timeout:g} s")
+            meta = yield from self._tiers.wait_for(self.call_id, seq, left)
+            if meta is None or meta.seq != seq or meta.ended:
+                return
 
     def refresh(self) -> CallState:
         """Fold in what others appended (notes, tool results, a new owner) and return the state."""
