@@ -1,11 +1,11 @@
 """A private DynamoDB for the tests (moto's server on loopback), or the one
 VOICESTATE_TEST_DYNAMODB_URL names (a ``dynamodb://TABLE?...`` URL whose table exists).
 
-Without the variable, ``moto.server.ThreadedMotoServer(port=0)`` serves on a free
-loopback port for the whole session, and one table is created in it; every test gets
-a key prefix of its own. Fake credentials go into ``os.environ`` here, at import time,
-so the child processes of the multi-process suites (spawned: they inherit the
-environment) sign their requests too. Real AWS is never reached without the variable.
+Without the variable, moto's server (``voicestate_dynamodb.testing.moto_server``) serves
+on a free loopback port for the whole session, and every test gets a table of its own;
+with it, every test gets a key prefix of its own on that table. Fake credentials go into
+``os.environ`` here, at import time, so the child processes of the multi-process suites
+(spawned: they inherit the environment) sign their requests too. Real AWS is never reached without the variable.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from voicestate_dynamodb.testing import fake_credentials, moto_server
+from voicestate_dynamodb.testing import REGION, dynamodb_table, fake_credentials, moto_server
 
 ENV_VAR = "VOICESTATE_TEST_DYNAMODB_URL"
 
@@ -37,16 +37,11 @@ def dynamodb_url(request: pytest.FixtureRequest) -> str:
     url = os.environ.get(ENV_VAR)
     if url:
         return url
-    endpoint = request.getfixturevalue("moto_endpoint")
-    from voicestate_dynamodb import create_table
-
-    url = f"dynamodb://calls?region=us-east-1&endpoint_url={endpoint}"
-    create_table(url)
-    return url
+    return dynamodb_table(request.getfixturevalue("moto_endpoint"), "calls")
 
 
 @pytest.fixture
-def store_url(dynamodb_url: str) -> Iterator[str]:
+def store_url(dynamodb_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty store per test (child processes reopen it): on the test server a table
     of its own (moto copies a table at every transaction, so small tables keep it fast), on
     VOICESTATE_TEST_DYNAMODB_URL's table a key prefix of its own."""
@@ -55,11 +50,8 @@ def store_url(dynamodb_url: str) -> Iterator[str]:
         return
     import boto3
 
-    from voicestate_dynamodb import create_table
-
-    table = f"t{uuid.uuid4().hex[:12]}"
-    url = dynamodb_url.replace("dynamodb://calls?", f"dynamodb://{table}?")
-    create_table(url)
+    endpoint = request.getfixturevalue("moto_endpoint")
+    url = dynamodb_table(endpoint)
     yield url
-    endpoint = dynamodb_url.split("endpoint_url=", 1)[1].split("&", 1)[0]
-    boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint).delete_table(TableName=table)
+    table = url.split("://", 1)[1].split("?", 1)[0]
+    boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint).delete_table(TableName=table)

@@ -6,4 +6,4 @@ from voicestate.testing import MultiProcessBackendConformance, MultiProcessStore
 
 
 class TestDynamoDB(MultiProcessBackendConformance, MultiProcessStoreConformance):
-    """``store_url`` (conftest.py): the test table with a key prefix of the test's own."""
+    """``store_url`` (conftest.py): a table of the test's own (a key prefix of its own on a table you name)."""

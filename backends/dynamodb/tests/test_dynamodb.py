@@ -114,7 +114,7 @@ def test_an_expired_call_is_absent_before_ttl_deletes_it(backend: Any) -> None:
     assert backend.load("exp") == again
 
 
-@pytest.mark.parametrize("query", ["nope=1", "timeout=abc", "timeout=0"])
+@pytest.mark.parametrize("query", ["nope=1", "timeout=abc", "timeout=0", "tombstone_ttl=inf", "ttl_slack=nan"])
 def test_bad_url_options_are_refused(dynamodb_url: str, query: str) -> None:
     with pytest.raises(vs.ConfigError):
         vsb.open_backend(f"{dynamodb_url}&{query}")

@@ -991,6 +991,8 @@ def _parse(url: str, params: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
                 kwargs[name] = float(value)
             except ValueError:
                 raise vs.ConfigError(f"{url}: {name}= must be a number of seconds, got {value!r}") from None
+            if not math.isfinite(kwargs[name]):
+                raise vs.ConfigError(f"{url}: {name}= must be a finite number of seconds, got {value!r}")
             if not kwargs[name] > 0 and not (name == "ttl_slack" and kwargs[name] == 0):
                 raise vs.ConfigError(f"{url}: {name}= must be > 0, got {value!r}")
         else:
@@ -1006,7 +1008,7 @@ def open_dynamodb(url: str, params: Mapping[str, str]) -> DynamoDBBackend:
     return DynamoDBBackend(table, reopen_url=f"dynamodb://{table}" + (f"?{query}" if query else ""), **kwargs)
 
 
-def create_table(url: str, *, wait: bool = True) -> str:
+def create_table(url: str) -> str:
     """Create the table a ``dynamodb://`` URL names (on-demand billing, TTL on ``expires_at``)."""
     from urllib.parse import parse_qsl
 
@@ -1024,8 +1026,8 @@ def create_table(url: str, *, wait: bool = True) -> str:
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        if wait:
-            client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        # TTL can only be turned on once the table is active
+        client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
         client.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
