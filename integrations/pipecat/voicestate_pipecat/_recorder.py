@@ -1,0 +1,505 @@
+"""Frames in, voicestate events out: what the processor and the observer share.
+
+The recorder sees the frames that leave the output transport (or, for the
+observer, every frame pushed anywhere, counted once) and keeps a small ledger
+per assistant turn:
+
+- the text the turn *generated*: the sentences the TTS announced
+  (``AggregatedTextFrame``), else the LLM's tokens (``LLMTextFrame``) when no
+  TTS sits in between;
+- the text the caller *heard*: the words the output transport released as
+  their audio played (``TTSTextFrame``), or, better, the per-sentence
+  ``accumulated_text`` of ``AggregatedTextProgressFrame``;
+- how long the bot's audio has played in this turn (between
+  ``BotStartedSpeakingFrame`` and ``BotStoppedSpeakingFrame``), the
+  ``heard_ms`` of an interruption.
+
+A turn is recorded as ``AgentSpoke`` when the LLM's response ends; an
+``InterruptionFrame`` while it is open, or while its audio is still playing,
+records ``Interrupted`` with the heard prefix. Spoken text that arrives *after*
+the ``InterruptionFrame`` for the interrupted turn (pipecat#4996: the system
+frame overtakes text frames queued behind it) is still counted: the
+interruption is written once the turn is settled, at the next frame of another
+kind or ``settle_after`` seconds later, whichever comes first.
+
+Every write is ``record_nowait``: applied to the session at once, made durable
+in the background. Nothing here awaits storage; a keeper task flushes after each
+burst and reports failures (``on_error``), retrying until the store takes the
+events again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipecat.frames.frames import (
+    AggregatedTextFrame,
+    AggregatedTextProgressFrame,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    Frame,
+    FunctionCallCancelFrame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    LLMContextUserTurnFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
+)
+
+import voicestate as vs
+
+log = logging.getLogger("voicestate.pipecat")
+
+ErrorHandler = Callable[[BaseException], Any]
+_WORD = re.compile(r"\w+")
+_SETTLE_AFTER = 0.25  # seconds a cut turn waits for spoken text that the interruption overtook
+# Frames that may arrive between an interruption and the spoken text it overtook, without
+# meaning that the text is all in: the bot's speaking state and the TTS's own stop.
+_LATE = {BotStoppedSpeakingFrame, TTSStoppedFrame, InterruptionFrame}
+
+
+def _norm(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def _prefix_of(text: str, heard: str) -> str:
+    """``heard`` if it is a prefix of ``text`` (ignoring case, spaces, punctuation), else the
+    prefix of ``text`` with as many words as ``heard`` matched (a TTS may respell words)."""
+    words, said = _norm(text), _norm(heard)
+    n = 0
+    while n < len(said) and n < len(words) and words[n] == said[n]:
+        n += 1
+    if n == len(said):
+        return heard
+    if n == 0:
+        return ""
+    # Cut ``text`` after its n-th word.
+    for count, m in enumerate(_WORD.finditer(text), 1):
+        if count == n:
+            return text[: m.end()]
+    return text  # pragma: no cover - n <= the number of words
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=str))
+
+
+class _Turn:
+    """The ledger of one assistant turn."""
+
+    __slots__ = ("event_id", "generated", "llm", "progress", "recorded_text", "spoken", "tokens", "tts")
+
+    def __init__(self) -> None:
+        self.generated: list[str] = []  # announced sentences
+        self.tokens: list[str] = []  # LLM tokens (no TTS in between)
+        self.spoken: list[str] = []  # TTSTextFrame words, as released by the output transport
+        self.progress: dict[int, str] = {}  # sentence id -> accumulated_text, in first-seen order
+        self.tts = False  # a TTS produced this turn: heard text comes from spoken frames only
+        self.llm = False  # an LLM response (it ends with LLMFullResponseEndFrame), not direct speech
+        self.event_id: str | None = None  # the AgentSpoke, once recorded
+        self.recorded_text = ""
+
+    def text(self) -> str:
+        if self.generated:
+            return " ".join(s.strip() for s in self.generated if s.strip())
+        return "".join(self.tokens).strip()
+
+    def heard(self) -> str:
+        if self.progress:
+            return " ".join(t.strip() for t in self.progress.values() if t.strip())
+        if self.spoken or self.tts:
+            return " ".join(w.strip() for w in self.spoken if w.strip())
+        return self.text()  # no TTS: the text went out as it was generated
+
+
+class Recorder:
+    """Turns frames into events on ``session``; one per pipeline (the processor's or the observer's)."""
+
+    def __init__(
+        self,
+        session: vs.Session,
+        *,
+        interim: bool = False,
+        tools: bool = True,
+        settle_after: float = _SETTLE_AFTER,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        if not isinstance(session, vs.Session):
+            raise vs.ConfigError(
+                f"record into a voicestate Session (store.open(...) or store.resume(...)), not {type(session).__name__}"
+            )
+        if interim and not session.store.config.store_interim:
+            raise vs.ConfigError(
+                "interim=True records interim transcripts, which this store drops: "
+                "open it with vs.open_store(..., store_interim=True)"
+            )
+        if settle_after < 0:
+            raise vs.ConfigError(f"settle_after is seconds >= 0, not {settle_after!r}")
+        self._session = session
+        self.interim = interim
+        self.tools = tools
+        self.settle_after = settle_after
+        self._on_error = on_error
+        self._dispatch: dict[type, tuple[Callable[[Any], None] | None, bool]] = {}
+        self._turn: _Turn | None = None  # the open turn (its response has not ended)
+        self._playing: _Turn | None = None  # a recorded turn whose audio may still play
+        self._cut: tuple[_Turn, int | None] | None = None  # interrupted, waiting to settle
+        self._cut_at = 0.0
+        self._speaking_since: int | None = None  # ns, while the bot speaks
+        self._spoken_ns = 0  # audio played in the current turn, before _speaking_since
+        self._transcribed = False  # a final transcript was recorded since the last user turn
+        self._dirty: asyncio.Event | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._fenced_logged = False
+        self.error: BaseException | None = None
+        """The last storage failure, until the store takes the events again (then ``None``)."""
+        self.outside: list[asyncio.Task[int]] = []  # tool results written as a non-owner, in flight
+
+    # -- the session ------------------------------------------------------------------
+
+    @property
+    def session(self) -> vs.Session:
+        return self._session
+
+    @session.setter
+    def session(self, session: vs.Session) -> None:
+        """Record into another session from now on (the call moved to another agent in this process)."""
+        if not isinstance(session, vs.Session):
+            raise vs.ConfigError(f"a voicestate Session, not {type(session).__name__}")
+        self._settle()
+        self._session = session
+        self._fenced_logged = False
+
+    # -- the frame path: synchronous, no I/O --------------------------------------------
+
+    def on_frame(self, frame: Frame) -> None:
+        cls = frame.__class__
+        try:
+            handler, late = self._dispatch[cls]
+        except KeyError:
+            handler = self._handler_for(cls)
+            late = cls in _LATE or issubclass(cls, (TTSTextFrame, AggregatedTextProgressFrame))
+            self._dispatch[cls] = (handler, late)
+        if self._cut is not None and not late:
+            self._settle()  # another kind of frame: the cut turn's spoken text is all in
+        if handler is not None:
+            handler(frame)
+
+    def _handler_for(self, cls: type) -> Callable[[Any], None] | None:
+        # Most specific first: TTSTextFrame is an AggregatedTextFrame, TranscriptionFrame a TextFrame.
+        table: list[tuple[type, Callable[[Any], None]]] = [
+            (TTSTextFrame, self._spoken_text),
+            (AggregatedTextProgressFrame, self._progress),
+            (AggregatedTextFrame, self._announced),
+            (LLMTextFrame, self._token),
+            (LLMFullResponseStartFrame, self._response_start),
+            (LLMFullResponseEndFrame, self._response_end),
+            (TTSStartedFrame, self._tts_started),
+            (TTSStoppedFrame, self._tts_stopped),
+            (BotStartedSpeakingFrame, self._bot_started),
+            (BotStoppedSpeakingFrame, self._bot_stopped),
+            (InterruptionFrame, self._interruption),
+            (InterimTranscriptionFrame, self._interim),
+            (TranscriptionFrame, self._transcription),
+            (LLMContextUserTurnFrame, self._user_turn),
+            (FunctionCallInProgressFrame, self._tool_started),
+            (FunctionCallResultFrame, self._tool_result),
+            (FunctionCallCancelFrame, self._tool_cancelled),
+            (EndFrame, self._end),
+            (CancelFrame, self._end),
+        ]
+        for base, handler in table:
+            if issubclass(cls, base):
+                return handler
+        return None
+
+    def _open(self) -> _Turn:
+        turn = self._turn
+        if turn is None:
+            turn = self._turn = _Turn()
+            self._spoken_ns = 0
+            if self._speaking_since is not None:
+                self._speaking_since = time.monotonic_ns()
+        return turn
+
+    def _spoken_text(self, frame: TTSTextFrame) -> None:
+        cut = self._cut
+        turn = cut[0] if cut is not None else self._turn or self._playing or self._open()
+        turn.tts = True
+        turn.spoken.append(frame.text)
+
+    def _progress(self, frame: AggregatedTextProgressFrame) -> None:
+        cut = self._cut
+        turn = cut[0] if cut is not None else self._turn or self._playing or self._open()
+        turn.tts = True
+        turn.progress[frame.segment_id] = frame.accumulated_text
+
+    def _announced(self, frame: AggregatedTextFrame) -> None:
+        if frame.skip_tts:
+            return  # text the bot shows but does not say
+        turn = self._open()
+        turn.tts = True
+        turn.generated.append(frame.text)
+
+    def _token(self, frame: LLMTextFrame) -> None:
+        if frame.skip_tts:
+            return
+        turn = self._open()
+        turn.llm = True
+        turn.tokens.append(frame.text)
+
+    def _response_start(self, frame: Frame) -> None:
+        self._open().llm = True
+
+    def _tts_started(self, frame: Frame) -> None:
+        self._open().tts = True
+
+    def _tts_stopped(self, frame: Frame) -> None:
+        turn = self._turn
+        if turn is None:
+            self._playing = None
+        elif not turn.llm:  # direct speech (TTSSpeakFrame): its audio is done, so is the turn
+            self._turn = None
+            self._record_turn(turn)
+
+    def _response_end(self, frame: Frame) -> None:
+        turn = self._turn
+        if turn is None:
+            return
+        self._turn = None
+        self._record_turn(turn)
+        if turn.event_id is not None and self._speaking_since is not None:
+            self._playing = turn  # its audio may still be playing: a barge-in now still cuts it
+
+    def _bot_started(self, frame: Frame) -> None:
+        self._speaking_since = time.monotonic_ns()
+
+    def _bot_stopped(self, frame: Frame) -> None:
+        since = self._speaking_since
+        if since is not None:
+            self._spoken_ns += time.monotonic_ns() - since
+            self._speaking_since = None
+        if self._turn is None:
+            self._playing = None
+
+    def _played_ms(self) -> int | None:
+        ns = self._spoken_ns
+        if self._speaking_since is not None:
+            ns += time.monotonic_ns() - self._speaking_since
+        return ns // 1_000_000 if ns else None
+
+    def _interruption(self, frame: Frame) -> None:
+        turn = self._turn or self._playing
+        self._turn = self._playing = None
+        if turn is None:
+            return
+        self._cut = (turn, self._played_ms())
+        self._cut_at = time.monotonic()
+        if self.settle_after == 0:
+            self._settle()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._settle()
+            return
+        self._timer = loop.call_later(self.settle_after, self._settle)
+
+    def _settle(self) -> None:
+        """Write the interrupted turn (and what the caller heard of it), once its late text is in."""
+        cut = self._cut
+        if cut is None:
+            return
+        self._cut = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        turn, heard_ms = cut
+        if turn.event_id is None:
+            self._record_turn(turn)
+        if turn.event_id is None:
+            return
+        heard = _prefix_of(turn.recorded_text, turn.heard())
+        self._record(vs.Interrupted(turn=turn.event_id, heard=heard, heard_ms=heard_ms))
+
+    def _record_turn(self, turn: _Turn) -> None:
+        text = turn.text()
+        if not text and turn.heard():
+            text = turn.heard()  # spoken frames with no announced sentence (a TTS that pushes words only)
+        if not text:
+            return
+        ev = vs.AgentSpoke(text)
+        if self._record(ev):
+            turn.event_id = ev.id
+            turn.recorded_text = text
+        self._transcribed = False
+
+    def _interim(self, frame: InterimTranscriptionFrame) -> None:
+        if self.interim and frame.text.strip():
+            self._record(vs.UserSpoke(frame.text, final=False, language=_language(frame.language)))
+
+    def _transcription(self, frame: TranscriptionFrame) -> None:
+        if frame.text.strip():
+            self._transcribed = True
+            self._record(vs.UserSpoke(frame.text, language=_language(frame.language)))
+
+    def _user_turn(self, frame: LLMContextUserTurnFrame) -> None:
+        # The aggregated user turn, where the transcripts themselves were not seen (a
+        # processor after the user aggregator, which consumes them).
+        if self._transcribed:
+            self._transcribed = False
+            return
+        if frame.text.strip():
+            self._record(vs.UserSpoke(frame.text))
+
+    def _tool_started(self, frame: FunctionCallInProgressFrame) -> None:
+        if not self.tools:
+            return
+        turn = self._turn
+        if turn is not None and turn.text():
+            # What the LLM said before calling the tool is a turn of its own, before the call.
+            self._turn = None
+            self._record_turn(turn)
+        self._record(vs.ToolCalled(frame.tool_call_id, frame.function_name, _jsonable(dict(frame.arguments or {}))))
+
+    def _tool_result(self, frame: FunctionCallResultFrame) -> None:
+        if self.tools:
+            error = getattr(frame, "error", None)
+            self._record(
+                vs.ToolReturned(frame.tool_call_id, _jsonable(frame.result), str(error) if error else None),
+                outside=True,
+            )
+
+    def _tool_cancelled(self, frame: FunctionCallCancelFrame) -> None:
+        if self.tools:
+            self._record(vs.ToolCancelled(frame.tool_call_id, reason="cancelled in the Pipecat pipeline"), outside=True)
+
+    def _end(self, frame: Frame) -> None:
+        self._settle()
+        turn, self._turn, self._playing = self._turn, None, None
+        if turn is not None:
+            self._record_turn(turn)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _record(self, ev: vs.Event, *, outside: bool = False) -> bool:
+        session = self._session
+        if session.fenced:
+            if outside:  # a tool result still counts when the call has moved on: anyone may append it
+                self._append_outside(ev)
+            elif not self._fenced_logged:
+                self._fenced_logged = True
+                log.warning("voicestate: %r no longer owns call %r; not recording", session.agent, session.call_id)
+            return False
+        try:
+            session.record_nowait(ev)
+        except vs.FencedError:
+            if outside:
+                self._append_outside(ev)
+            return False
+        except vs.VoiceStateError as exc:  # refused as invalid: say so, never stop the frames
+            self._report(exc)
+            return False
+        self._kick()
+        return True
+
+    def _append_outside(self, ev: vs.Event) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._session.store.append(self._session.call_id, ev)
+            return
+        task = loop.create_task(self._session.store.aappend(self._session.call_id, ev))
+        self.outside.append(task)
+        task.add_done_callback(self._outside_done)
+
+    def _outside_done(self, task: asyncio.Task[int]) -> None:
+        self.outside.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._report(task.exception())  # type: ignore[arg-type]
+
+    def _kick(self) -> None:
+        if self._dirty is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # recorded synchronously by record_nowait
+            self._dirty = asyncio.Event()
+        self._dirty.set()
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _keep(self) -> None:
+        """Flush after each burst of events; on a failure, report it and retry with backoff."""
+        assert self._dirty is not None
+        delay = 0.05
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            session = self._session
+            try:
+                await session.aflush()
+            except vs.FencedError:
+                continue  # the queue went to session.discarded; owner writes stop by themselves
+            except Exception as exc:
+                self._report(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                self._dirty.set()  # the events stay queued in the session: try again
+                continue
+            delay = 0.05
+            if self.error is not None:
+                log.info("voicestate: the store takes call %r's events again", session.call_id)
+                self.error = None
+
+    def _report(self, exc: BaseException) -> None:
+        first = self.error is None
+        self.error = exc
+        if first:
+            log.warning("voicestate: recording call %r failed (frames keep flowing): %s", self._session.call_id, exc)
+        if self._on_error is not None:
+            self._on_error(exc)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Write any settled turn and wait until the store holds every event recorded so far."""
+        self._settle()
+        if self.outside:
+            await asyncio.wait_for(asyncio.gather(*self.outside, return_exceptions=True), timeout)
+        await asyncio.wait_for(self._session.aflush(), timeout)
+        self.error = None
+
+    async def close(self) -> None:
+        self._settle()
+        if self._keeper is not None and not self._keeper.done():
+            self._keeper.cancel()
+            try:
+                await self._keeper
+            except asyncio.CancelledError:
+                pass
+        self._keeper = None
+
+
+def _language(language: Any) -> str | None:
+    if language is None:
+        return None
+    return str(getattr(language, "value", language))

@@ -1,0 +1,124 @@
+"""Handing a call between Pipecat ``LLMWorker``\\ s through voicestate.
+
+The sender records ``HandedOff`` and activates the target with
+``LLMWorkerActivationArgs``: ``messages`` is the call's context as the policy
+renders it *for the target*, and ``metadata[METADATA_KEY]`` carries the
+packet's token. The target redeems the token (in this process or on another
+host that reaches the store), which moves ownership and fences the sender, and
+starts from the context it was handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipecat.workers.llm import LLMContextWorker, LLMWorker, LLMWorkerActivationArgs
+
+import voicestate as vs
+
+from ._format import context_messages
+
+METADATA_KEY = "voicestate"
+"""The key of ``LLMWorkerActivationArgs.metadata`` that holds the handoff: ``{"token", "call_id", "packet_id"}``."""
+
+
+def handoff_args(
+    packet: vs.HandoffPacket, messages: list[Any], *, run_llm: bool | None = None, metadata: Mapping[str, Any] = {}
+) -> LLMWorkerActivationArgs:
+    """The activation arguments that carry ``packet`` (as its token) and the target's context."""
+    meta = dict(metadata)
+    meta[METADATA_KEY] = {"token": packet.to_token(), "call_id": packet.call_id, "packet_id": packet.packet_id}
+    return LLMWorkerActivationArgs(metadata=meta, messages=messages, run_llm=run_llm)
+
+
+async def hand_off(
+    worker: LLMWorker,
+    session: vs.Session,
+    to: str,
+    *,
+    reason: str | None = None,
+    kind: str = "transfer",
+    summary: str | None = None,
+    policy: vs.ContextPolicy | None = None,
+    run_llm: bool | None = None,
+    ttl: float | None = None,
+    metadata: Mapping[str, Any] = {},
+) -> vs.HandoffPacket:
+    """Hand the call ``session`` owns to the worker named ``to``, and deactivate ``worker``.
+
+    Records ``HandedOff`` (a barrier: it returns once the store holds the log),
+    then ``worker.activate_worker(to, args=..., deactivate_self=True)`` with the
+    context the policy selects for ``to`` and the packet's token. ``session``
+    keeps ownership until the target redeems the token (see
+    :func:`receive_handoff`). Called from a ``@tool`` handler, deliver the
+    tool's result first (``await params.result_callback(...)``), as Pipecat asks.
+    """
+    if not isinstance(worker, LLMWorker):
+        raise vs.ConfigError(f"hand_off moves a call between pipecat LLMWorkers, not {type(worker).__name__}")
+    packet = await session.ahandoff(to, reason=reason, kind=kind, summary=summary, ttl=ttl)
+    messages = list(session.state.context("pipecat", policy, agent=to).get_messages())
+    args = handoff_args(packet, messages, run_llm=run_llm, metadata=metadata)
+    await worker.activate_worker(to, args=args, deactivate_self=True)
+    return packet
+
+
+def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict[str, Any], str | None]:
+    if args is None:
+        return {}, None
+    if isinstance(args, LLMWorkerActivationArgs):
+        args = args.to_dict()
+    if not isinstance(args, Mapping):
+        raise vs.InvalidArgument(f"activation args are a dict or LLMWorkerActivationArgs, not {type(args).__name__}")
+    meta = args.get("metadata") or {}
+    ref = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
+    if ref is None:
+        return dict(args), None
+    token = ref.get("token") if isinstance(ref, Mapping) else None
+    if not isinstance(token, str):
+        raise vs.PacketError(
+            f"activation metadata[{METADATA_KEY!r}] holds no handoff token (got {ref!r:.80}); "
+            "hand off with voicestate_pipecat.hand_off or handoff_args",
+            reason="malformed",
+        )
+    return dict(args), token
+
+
+async def receive_handoff(
+    worker: LLMWorker,
+    args: dict[str, Any] | None,
+    store: vs.Store,
+    *,
+    agent: str | None = None,
+    policy: vs.ContextPolicy | None = None,
+    recorder: Any = None,
+) -> vs.Session | None:
+    """Redeem the handoff that ``args`` carries, as ``agent`` (default: the worker's name).
+
+    Call it first thing in ``on_activated``, then pass the same ``args`` on::
+
+        async def on_activated(self, args):
+            self.session = await receive_handoff(self, args, store, recorder=processor)
+            await super().on_activated(args)
+
+    It redeems the token (``store.aresume``: ownership moves, the sender is
+    fenced) and sets ``args["messages"]`` to the call's context rendered now
+    for this agent, so it includes what the caller said during the transfer.
+    An ``LLMContextWorker``'s own context is emptied first, so the messages
+    replace it instead of repeating what it held from an earlier turn in the
+    call. ``recorder`` (a ``VoiceStateProcessor`` or ``VoiceStateObserver``
+    recording this pipeline) is switched to the new session. Returns ``None``
+    when ``args`` carries no handoff (the worker was activated otherwise).
+    """
+    _, token = _ref(args)
+    if token is None:
+        return None
+    session = await store.aresume(token, agent=agent or worker.name)
+    messages = context_messages(session, policy)
+    if isinstance(worker, LLMContextWorker):
+        worker.context.set_messages([])
+    if isinstance(args, dict):
+        args["messages"] = messages
+    if recorder is not None:
+        recorder.session = session
+    return session
