@@ -15,14 +15,43 @@ See docs/integrations/pipecat.md.
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from ._flows import restore_flow, save_flow
-from ._format import context_messages, update_frame
-from ._observer import VoiceStateObserver
-from ._processor import VoiceStateProcessor
-from ._resume import resume_call
-from ._workers import METADATA_KEY, hand_off, handoff_args, receive_handoff
+if TYPE_CHECKING:
+    from ._flows import restore_flow, save_flow
+    from ._format import context_messages, update_frame
+    from ._observer import VoiceStateObserver
+    from ._processor import VoiceStateProcessor
+    from ._resume import resume_call
+    from ._workers import METADATA_KEY, hand_off, handoff_args, receive_handoff
+
+# Pipecat is imported on first use of a name, not with the package: the entry point
+# (voicestate_pipecat.plugin) loads this package in every process that opens a store.
+_WHERE = {
+    "METADATA_KEY": "_workers",
+    "VoiceStateObserver": "_observer",
+    "VoiceStateProcessor": "_processor",
+    "context_messages": "_format",
+    "hand_off": "_workers",
+    "handoff_args": "_workers",
+    "receive_handoff": "_workers",
+    "restore_flow": "_flows",
+    "resume_call": "_resume",
+    "save_flow": "_flows",
+    "update_frame": "_format",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = version("voicestate-pipecat")

@@ -33,7 +33,7 @@ class VoiceStateObserver(BaseObserver):
 
     def __init__(
         self,
-        session: vs.Session,
+        session: vs.Session | None,
         *,
         output: FrameProcessor | None = None,
         interim: bool = False,
@@ -48,12 +48,12 @@ class VoiceStateObserver(BaseObserver):
         self._seen: OrderedDict[int, None] = OrderedDict()
 
     @property
-    def session(self) -> vs.Session:
+    def session(self) -> vs.Session | None:
         """The session recorded into; assign another one when the call moves to a new agent here."""
         return self._recorder.session
 
     @session.setter
-    def session(self, session: vs.Session) -> None:
+    def session(self, session: vs.Session | None) -> None:
         self._recorder.session = session
 
     @property

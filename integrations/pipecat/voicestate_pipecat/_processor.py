@@ -16,6 +16,10 @@ from ._recorder import Recorder
 class VoiceStateProcessor(FrameProcessor):
     """Records a live pipeline into a voicestate ``Session``; every frame passes on unchanged.
 
+    ``session`` may be ``None`` (a worker waiting to be activated): nothing is
+    recorded until one is assigned (``processor.session = ...``, or
+    :func:`receive_handoff` with ``recorder=processor``).
+
     Place it right after ``transport.output()``, before the assistant context
     aggregator (which consumes the spoken text and the function-call frames)::
 
@@ -40,7 +44,7 @@ class VoiceStateProcessor(FrameProcessor):
 
     def __init__(
         self,
-        session: vs.Session,
+        session: vs.Session | None,
         *,
         interim: bool = False,
         tools: bool = True,
@@ -58,12 +62,12 @@ class VoiceStateProcessor(FrameProcessor):
         self._register_event_handler("on_storage_error")
 
     @property
-    def session(self) -> vs.Session:
+    def session(self) -> vs.Session | None:
         """The session recorded into; assign another one when the call moves to a new agent here."""
         return self._recorder.session
 
     @session.setter
-    def session(self, session: vs.Session) -> None:
+    def session(self, session: vs.Session | None) -> None:
         self._recorder.session = session
 
     @property
@@ -105,7 +109,7 @@ class VoiceStateProcessor(FrameProcessor):
     async def _surface(self, exc: BaseException) -> None:
         await self._call_event_handler("on_storage_error", exc)
         await self.push_error(
-            f"voicestate: recording call {self.session.call_id!r} failed; events stay queued: {exc}",
+            f"voicestate: recording the call failed; events stay queued until the store takes them: {exc}",
             exception=exc if isinstance(exc, Exception) else None,
         )
 

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from pipecat.frames.frames import (
     AggregatedTextFrame,
     AggregatedTextProgressFrame,
@@ -136,18 +137,18 @@ class Recorder:
 
     def __init__(
         self,
-        session: vs.Session,
+        session: vs.Session | None,
         *,
         interim: bool = False,
         tools: bool = True,
         settle_after: float = _SETTLE_AFTER,
         on_error: ErrorHandler | None = None,
     ) -> None:
-        if not isinstance(session, vs.Session):
+        if session is not None and not isinstance(session, vs.Session):
             raise vs.ConfigError(
                 f"record into a voicestate Session (store.open(...) or store.resume(...)), not {type(session).__name__}"
             )
-        if interim and not session.store.config.store_interim:
+        if interim and session is not None and not session.store.config.store_interim:
             raise vs.ConfigError(
                 "interim=True records interim transcripts, which this store drops: "
                 "open it with vs.open_store(..., store_interim=True)"
@@ -174,18 +175,21 @@ class Recorder:
         self.error: BaseException | None = None
         """The last storage failure, until the store takes the events again (then ``None``)."""
         self.outside: list[asyncio.Task[int]] = []  # tool results written as a non-owner, in flight
+        self._rescued: dict[int, int] = {}  # id(session) -> how much of its ``discarded`` was looked at
 
     # -- the session ------------------------------------------------------------------
 
     @property
-    def session(self) -> vs.Session:
+    def session(self) -> vs.Session | None:
         return self._session
 
     @session.setter
-    def session(self, session: vs.Session) -> None:
+    def session(self, session: vs.Session | None) -> None:
         """Record into another session from now on (the call moved to another agent in this process)."""
-        if not isinstance(session, vs.Session):
+        if session is not None and not isinstance(session, vs.Session):
             raise vs.ConfigError(f"a voicestate Session, not {type(session).__name__}")
+        if session is not None and self.interim and not session.store.config.store_interim:
+            raise vs.ConfigError("interim=True needs a store opened with store_interim=True")
         self._settle()
         self._session = session
         self._fenced_logged = False
@@ -404,6 +408,8 @@ class Recorder:
 
     def _record(self, ev: vs.Event, *, outside: bool = False) -> bool:
         session = self._session
+        if session is None:
+            return False  # no call yet (a worker waiting to be activated)
         if session.fenced:
             if outside:  # a tool result still counts when the call has moved on: anyone may append it
                 self._append_outside(ev)
@@ -423,13 +429,26 @@ class Recorder:
         self._kick()
         return True
 
-    def _append_outside(self, ev: vs.Event) -> None:
+    def _rescue(self, session: vs.Session) -> None:
+        """Tool results the fenced session dropped (``discarded``) still count: anyone may append them."""
+        start = self._rescued.get(id(session), 0)
+        dropped = session.discarded[start:]
+        self._rescued[id(session)] = start + len(dropped)
+        for ev in dropped:
+            if isinstance(ev, (vs.ToolReturned, vs.ToolCancelled)):
+                self._append_outside(ev, session)
+
+    def _append_outside(self, ev: vs.Event, session: vs.Session | None = None) -> None:
+        session = session or self._session
+        assert session is not None
+        if ev.agent is None:  # say who sent it: the store takes it from anyone
+            ev = attrs.evolve(ev, agent=session.agent)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._session.store.append(self._session.call_id, ev)
+            session.store.append(session.call_id, ev)
             return
-        task = loop.create_task(self._session.store.aappend(self._session.call_id, ev))
+        task = loop.create_task(session.store.aappend(session.call_id, ev))
         self.outside.append(task)
         task.add_done_callback(self._outside_done)
 
@@ -457,15 +476,20 @@ class Recorder:
             await self._dirty.wait()
             self._dirty.clear()
             session = self._session
+            if session is None:
+                continue
             try:
                 await session.aflush()
             except vs.FencedError:
-                continue  # the queue went to session.discarded; owner writes stop by themselves
+                pass  # the queue went to session.discarded; owner writes stop by themselves
             except Exception as exc:
                 self._report(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 self._dirty.set()  # the events stay queued in the session: try again
+                continue
+            if session.fenced:
+                self._rescue(session)
                 continue
             delay = 0.05
             if self.error is not None:
@@ -476,7 +500,8 @@ class Recorder:
         first = self.error is None
         self.error = exc
         if first:
-            log.warning("voicestate: recording call %r failed (frames keep flowing): %s", self._session.call_id, exc)
+            call = self._session.call_id if self._session is not None else None
+            log.warning("voicestate: recording call %r failed (frames keep flowing): %s", call, exc)
         if self._on_error is not None:
             self._on_error(exc)
 
@@ -485,7 +510,8 @@ class Recorder:
         self._settle()
         if self.outside:
             await asyncio.wait_for(asyncio.gather(*self.outside, return_exceptions=True), timeout)
-        await asyncio.wait_for(self._session.aflush(), timeout)
+        if self._session is not None:
+            await asyncio.wait_for(self._session.aflush(), timeout)
         self.error = None
 
     async def close(self) -> None:

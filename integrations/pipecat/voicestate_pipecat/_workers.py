@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.workers.llm import LLMContextWorker, LLMWorker, LLMWorkerActivationArgs
 
 import voicestate as vs
@@ -92,6 +93,7 @@ async def receive_handoff(
     agent: str | None = None,
     policy: vs.ContextPolicy | None = None,
     recorder: Any = None,
+    context: LLMContext | None = None,
 ) -> vs.Session | None:
     """Redeem the handoff that ``args`` carries, as ``agent`` (default: the worker's name).
 
@@ -104,9 +106,9 @@ async def receive_handoff(
     It redeems the token (``store.aresume``: ownership moves, the sender is
     fenced) and sets ``args["messages"]`` to the call's context rendered now
     for this agent, so it includes what the caller said during the transfer.
-    An ``LLMContextWorker``'s own context is emptied first, so the messages
-    replace it instead of repeating what it held from an earlier turn in the
-    call. ``recorder`` (a ``VoiceStateProcessor`` or ``VoiceStateObserver``
+    The worker's own context (``context``, default: an ``LLMContextWorker``'s)
+    is emptied first, so the messages replace it instead of repeating what it
+    held from an earlier turn in the call. ``recorder`` (a ``VoiceStateProcessor`` or ``VoiceStateObserver``
     recording this pipeline) is switched to the new session. Returns ``None``
     when ``args`` carries no handoff (the worker was activated otherwise).
     """
@@ -115,8 +117,10 @@ async def receive_handoff(
         return None
     session = await store.aresume(token, agent=agent or worker.name)
     messages = context_messages(session, policy)
-    if isinstance(worker, LLMContextWorker):
-        worker.context.set_messages([])
+    if context is None and isinstance(worker, LLMContextWorker):
+        context = worker.context
+    if context is not None:
+        context.set_messages([])
     if isinstance(args, dict):
         args["messages"] = messages
     if recorder is not None:
