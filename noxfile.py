@@ -67,6 +67,13 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def demo_pipecat(session: nox.Session) -> None:
+    """The same call through real Pipecat pipelines (scripted LLM and TTS, offline), in two processes."""
+    session.install(".", "./integrations/pipecat")
+    session.run("voicestate", "demo", "--pipecat", *session.posargs)
+
+
+@nox.session
 @nox.parametrize("target", [nox.param(t, id=t) for t in ("core", "core-plain", *MEMBERS, "integration")])
 def tests(session: nox.Session, target: str) -> None:
     """One suite per environment: the core; its output/CLI tests without rich; each member;
@@ -155,7 +162,16 @@ def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     # openai-agents: the best peer's SQLiteSession, measured beside our resume in the same run
     # the Redis and DynamoDB figures need the members (and moto, in DynamoDB's test extra)
-    session.install(".", "-e", "backends/redis", "-e", "backends/dynamodb[test]", "openai-agents==0.24.0")
+    session.install(
+        ".",
+        "-e",
+        "backends/redis",
+        "-e",
+        "backends/dynamodb[test]",
+        "-e",
+        "integrations/pipecat",
+        "openai-agents==0.24.0",
+    )
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -26,6 +26,7 @@ from vsbench import (
     dynamodb,
     handoff,
     packet,
+    pipecat_frames,
     record,
     redis_append,
     redis_more,
@@ -58,6 +59,8 @@ SETTINGS = {
         "redis_rate_rounds": 20,
         "redis_watch_samples": 300,
         "dynamodb_samples": 200,
+        "pipecat_rounds": 200,
+        "pipecat_warmup": 10,
     },
     "quick": {
         "record_samples": 1_000,
@@ -79,6 +82,8 @@ SETTINGS = {
         "redis_rate_rounds": 3,
         "redis_watch_samples": 50,
         "dynamodb_samples": 40,
+        "pipecat_rounds": 20,
+        "pipecat_warmup": 3,
     },
 }
 
@@ -123,6 +128,11 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
         ("watch, 2 processes, Redis", "1 event", lambda: redis_more.watch(cfg["redis_watch_samples"])),
         ("bytes stored per call, Redis", "1,000 turns", redis_more.bytes_per_call),
         ("DynamoDB on moto", "200 turns", lambda: dynamodb.run(cfg["dynamodb_samples"])),
+        (
+            "Pipecat processor and observer",
+            "1 frame",
+            lambda: pipecat_frames.run(tmp, cfg["pipecat_rounds"], cfg["pipecat_warmup"]),
+        ),
     ]
     figures: list[Figure] = []
     for name, n, fn in steps:

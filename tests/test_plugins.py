@@ -121,6 +121,36 @@ def test_hook_register_commands(plugin: Callable[[object], object], capsys: pyte
     assert capsys.readouterr().out == "hello dana\n"
 
 
+def test_register_commands_variant_of_a_command(
+    plugin: Callable[[object], object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Plugin:
+        @vsp.hookimpl
+        def register_commands(self, register: Callable[..., None]) -> None:
+            def run(args: Any) -> int:
+                print(f"framework demo on {args.store}")
+                return 4
+
+            register("demo:framework", run, help="the demo through a framework")
+
+    plugin(Plugin())
+    assert cli_main(["demo", "--framework", "--store", "sqlite:///x.db"]) == 4
+    assert capsys.readouterr().out == "framework demo on sqlite:///x.db\n"
+
+
+def test_a_variant_of_a_command_nobody_registers_is_a_config_error(
+    plugin: Callable[[object], object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Plugin:
+        @vsp.hookimpl
+        def register_commands(self, register: Callable[..., None]) -> None:
+            register("nosuch:flag", lambda args: 0)
+
+    plugin(Plugin())
+    assert cli_main(["calls"]) == 1
+    assert "variant of 'nosuch'" in capsys.readouterr().err
+
+
 def test_hook_redact_event(plugin: Callable[[object], object]) -> None:
     class Plugin:
         @vsp.hookimpl

@@ -48,7 +48,7 @@ class Agent(LLMWorker):
         """
         await params.result_callback({"transferred_to": to}, properties=FunctionCallResultProperties(run_llm=False))
         assert self.processor.session is not None
-        await hand_off(self, self.processor.session, to, reason=reason)
+        await hand_off(self, self.processor.session, to, reason=reason, tool_call_id=params.tool_call_id)
 
     async def on_activated(self, args: dict[str, Any] | None) -> None:
         self.activations.append(None if args is None else dict(args))
@@ -131,6 +131,9 @@ async def test_sales_technical_sales_each_worker_sees_the_whole_call(store: vs.S
         ("agent", "sales"),
     ]
     assert [e.to_agent for e in state.handoffs] == ["technical", "sales"]
+    # Each handoff follows the turn and the tool call that asked for it.
+    order = [(e.TYPE, getattr(e, "call_id", None)) for e in store.events("call-1")]
+    assert order.index(("ToolCalled", "x1")) < order.index(("HandedOff", None))
     # The activation carried the token, and the target's first context was the whole call so far.
     (args,) = technical.activations
     assert args is not None and args["metadata"][METADATA_KEY]["token"].startswith("vs1.")

@@ -90,5 +90,5 @@ class VoiceStateObserver(BaseObserver):
         await self._recorder.flush(timeout)
 
     async def cleanup(self) -> None:
-        await super().cleanup()
+        await super().cleanup()  # type: ignore[no-untyped-call]
         await self._recorder.close()

@@ -114,7 +114,7 @@ class VoiceStateProcessor(FrameProcessor):
         )
 
     async def cleanup(self) -> None:
-        await super().cleanup()
+        await super().cleanup()  # type: ignore[no-untyped-call]
         await self._recorder.close()
 
     def __repr__(self) -> str:

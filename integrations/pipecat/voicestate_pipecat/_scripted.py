@@ -122,7 +122,7 @@ class ScriptedTTS(TTSService):
         words = text.split()
         if context_id not in self._offset:
             self._offset[context_id] = 0.0
-            await self.start_word_timestamps()
+            await self.start_word_timestamps()  # type: ignore[no-untyped-call]
         start = self._offset[context_id]
         await self.add_word_timestamps([(w, start + i * self.word_secs) for i, w in enumerate(words)], context_id)
         self._offset[context_id] = start + self.word_secs * len(words)
@@ -152,7 +152,7 @@ async def run_pipeline(
     worker = PipelineWorker(pipeline, cancel_on_idle_timeout=False)
     started = asyncio.Event()
 
-    @worker.event_handler("on_pipeline_started")
+    @worker.event_handler("on_pipeline_started")  # type: ignore[untyped-decorator]
     async def _started(worker: PipelineWorker, frame: Frame) -> None:
         started.set()
 

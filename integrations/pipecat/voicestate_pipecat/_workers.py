@@ -10,6 +10,7 @@ starts from the context it was handed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,8 @@ async def hand_off(
     run_llm: bool | None = None,
     ttl: float | None = None,
     metadata: Mapping[str, Any] = {},
+    tool_call_id: str | None = None,
+    wait: float = 2.0,
 ) -> vs.HandoffPacket:
     """Hand the call ``session`` owns to the worker named ``to``, and deactivate ``worker``.
 
@@ -53,10 +56,19 @@ async def hand_off(
     context the policy selects for ``to`` and the packet's token. ``session``
     keeps ownership until the target redeems the token (see
     :func:`receive_handoff`). Called from a ``@tool`` handler, deliver the
-    tool's result first (``await params.result_callback(...)``), as Pipecat asks.
+    tool's result first (``await params.result_callback(...)``), as Pipecat asks,
+    and pass ``tool_call_id=params.tool_call_id``: Pipecat runs the handler as
+    soon as the LLM asks, before the recorder after the output transport has
+    seen the turn that led to it, so the handoff first waits (up to ``wait``
+    seconds) until that tool call is in the session's state; the packet then
+    covers the turn and the call.
     """
     if not isinstance(worker, LLMWorker):
         raise vs.ConfigError(f"hand_off moves a call between pipecat LLMWorkers, not {type(worker).__name__}")
+    if tool_call_id is not None:
+        deadline = asyncio.get_running_loop().time() + wait
+        while tool_call_id not in session.state.tools and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
     packet = await session.ahandoff(to, reason=reason, kind=kind, summary=summary, ttl=ttl)
     messages = list(session.state.context("pipecat", policy, agent=to).get_messages())
     args = handoff_args(packet, messages, run_llm=run_llm, metadata=metadata)
@@ -78,9 +90,9 @@ def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict
     token = ref.get("token") if isinstance(ref, Mapping) else None
     if not isinstance(token, str):
         raise vs.PacketError(
+            "malformed",
             f"activation metadata[{METADATA_KEY!r}] holds no handoff token (got {ref!r:.80}); "
             "hand off with voicestate_pipecat.hand_off or handoff_args",
-            reason="malformed",
         )
     return dict(args), token
 
