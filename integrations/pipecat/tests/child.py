@@ -63,6 +63,36 @@ async def die(url: str, call_id: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-call: no close, no end, no handoff
 
 
+async def worker(url: str, wire: str) -> None:
+    """An LLMWorker on 'another host' activated by a bus message that crossed the network as JSON."""
+    from pipecat.bus.serializers.json import JSONMessageSerializer
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.workers.llm import LLMWorker
+
+    from voicestate_pipecat import receive_handoff
+
+    message = JSONMessageSerializer().deserialize(bytes.fromhex(wire))
+    assert message is not None
+    args = message.args
+    store = vs.open_store(url)
+    context = LLMContext([{"role": "user", "content": "stale message from an earlier turn"}])
+    target = LLMWorker("billing", llm=ScriptedLLM())
+    session = await receive_handoff(target, args, store, context=context)
+    assert session is not None
+    print(
+        json.dumps(
+            {
+                "owner": session.state.owner,
+                "epoch": session.epoch,
+                "messages": args["messages"],
+                "context": context.get_messages(),
+            }
+        )
+    )
+    store.close()
+
+
 if __name__ == "__main__":
     mode, url, arg = sys.argv[1:4]
-    asyncio.run(resume(url, arg) if mode == "resume" else die(url, arg))
+    run = {"resume": resume, "die": die, "worker": worker}[mode]
+    asyncio.run(run(url, arg))

@@ -147,3 +147,37 @@ async def test_a_restarted_pipeline_takes_over_after_the_worker_died(sqlite_url:
         "Thanks for waiting. Let me look at your bill.",
     )
     store.close()
+
+
+async def test_a_worker_in_another_process_redeems_the_token_from_the_bus_message(sqlite_url: str) -> None:
+    from pipecat.bus.messages import BusActivateWorkerMessage
+    from pipecat.bus.serializers.json import JSONMessageSerializer
+
+    from voicestate_pipecat import context_messages, handoff_args
+
+    store = vs.open_store(sqlite_url)
+    session = await store.aopen("call-1", agent="sales")
+    await session.arecord(vs.UserSpoke("My router blinks red."))
+    await session.arecord(vs.AgentSpoke("Let me get you to technical support."))
+    packet = await session.ahandoff("billing", reason="router")
+    args = handoff_args(packet, context_messages(session))
+    wire = JSONMessageSerializer().serialize(
+        BusActivateWorkerMessage(source="sales", target="billing", args=args.to_dict())
+    )
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(CHILD), "worker", sqlite_url, wire.hex()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (report["owner"], report["epoch"]) == ("billing", 2)
+    # The worker's context is the call, rendered for it at redemption; the stale message is gone.
+    assert report["messages"] == store.load("call-1").context("openai", agent="billing")
+    assert {"role": "user", "content": "My router blinks red."} in report["messages"]
+    assert "stale message from an earlier turn" not in str(report["messages"])
+    with pytest.raises(vs.FencedError):
+        await session.arecord(vs.Note("the sender was fenced by the redemption in the other process"))
+    store.close()
