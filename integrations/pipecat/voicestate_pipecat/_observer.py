@@ -12,12 +12,12 @@ from pipecat.transports.base_output import BaseOutputTransport
 
 import voicestate as vs
 
-from ._recorder import ErrorHandler, Recorder
+from ._recorder import ErrorHandler, Recorder, RecordsCall
 
 _SEEN = 1024  # transcript frame ids remembered, to count a frame once across its hops
 
 
-class VoiceStateObserver(BaseObserver):
+class VoiceStateObserver(RecordsCall, BaseObserver):
     """Records a live pipeline into a voicestate ``Session`` without a place in it.
 
     Pass it to the worker: ``PipelineWorker(pipeline, observers=[VoiceStateObserver(session)])``.
@@ -46,23 +46,6 @@ class VoiceStateObserver(BaseObserver):
         self._recorder = Recorder(session, interim=interim, tools=tools, settle_after=settle_after, on_error=on_error)
         self._output = output
         self._seen: OrderedDict[int, None] = OrderedDict()
-
-    @property
-    def session(self) -> vs.Session | None:
-        """The session recorded into; assign another one when the call moves to a new agent here."""
-        return self._recorder.session
-
-    @session.setter
-    def session(self, session: vs.Session | None) -> None:
-        self._recorder.session = session
-
-    @property
-    def recorder(self) -> Recorder:
-        return self._recorder
-
-    @property
-    def storage_error(self) -> BaseException | None:
-        return self._recorder.error
 
     async def on_push_frame(self, data: FramePushed) -> None:
         frame = data.frame

@@ -10,10 +10,10 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 import voicestate as vs
 
-from ._recorder import Recorder
+from ._recorder import Recorder, RecordsCall
 
 
-class VoiceStateProcessor(FrameProcessor):
+class VoiceStateProcessor(RecordsCall, FrameProcessor):
     """Records a live pipeline into a voicestate ``Session``; every frame passes on unchanged.
 
     ``session`` may be ``None`` (a worker waiting to be activated): nothing is
@@ -60,24 +60,6 @@ class VoiceStateProcessor(FrameProcessor):
         self.flush_timeout = flush_timeout
         self._surfacing: set[asyncio.Task[None]] = set()
         self._register_event_handler("on_storage_error")
-
-    @property
-    def session(self) -> vs.Session | None:
-        """The session recorded into; assign another one when the call moves to a new agent here."""
-        return self._recorder.session
-
-    @session.setter
-    def session(self, session: vs.Session | None) -> None:
-        self._recorder.session = session
-
-    @property
-    def recorder(self) -> Recorder:
-        return self._recorder
-
-    @property
-    def storage_error(self) -> BaseException | None:
-        """The last storage failure, ``None`` once the store has taken every event again."""
-        return self._recorder.error
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)

@@ -525,6 +525,30 @@ class Recorder:
         self._keeper = None
 
 
+class RecordsCall:
+    """What the processor and the observer expose of their recorder."""
+
+    _recorder: Recorder
+
+    @property
+    def session(self) -> vs.Session | None:
+        """The session recorded into; assign another one when the call moves to a new agent here."""
+        return self._recorder.session
+
+    @session.setter
+    def session(self, session: vs.Session | None) -> None:
+        self._recorder.session = session
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._recorder
+
+    @property
+    def storage_error(self) -> BaseException | None:
+        """The last storage failure, ``None`` once the store has taken every event again."""
+        return self._recorder.error
+
+
 def _language(language: Any) -> str | None:
     if language is None:
         return None
