@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -88,7 +89,8 @@ async def test_a_barge_in_records_what_the_caller_heard(store: vs.Store, observe
     assert 4 <= heard_words < len(ANSWER.split())
     # The playout offset is how long the turn's audio played: about WORD_SECS per heard word.
     assert agent.heard_ms is not None
-    assert (heard_words - 1) * WORD_SECS * 1000 - 60 <= agent.heard_ms <= (heard_words + 2) * WORD_SECS * 1000 + 150
+    # Loose above: a loaded CI machine can stall the loop between the last word and the cut.
+    assert (heard_words - 1) * WORD_SECS * 1000 - 60 <= agent.heard_ms <= (heard_words + 2) * WORD_SECS * 1000 + 500
     # The next agent's context holds only what was heard, and marks the interruption.
     messages = store.load("call-1").context("openai", agent="next")
     assert {"role": "assistant", "content": agent.heard, "name": "bot"} in messages
@@ -142,9 +144,11 @@ async def test_the_heard_text_survives_the_4996_ordering(store: vs.Store, pause:
     )
     if pause:
         assert pipecat_says == [("Hello there, how", True)]
-    else:
-        # The reproduction: Pipecat's aggregator (a queued processor) lost the played words
-        # or the interrupted flag; voicestate's record did not.
+    elif version("pipecat-ai").startswith("1.14."):
+        # The reproduction (pipecat#4996, open in 1.14): Pipecat's aggregator, a queued
+        # processor right after ours, lost the played words or the interrupted flag, while
+        # the processor (direct mode) saw the frames in order. Not asserted for later
+        # releases, which may fix it.
         assert pipecat_says != [("Hello there, how", True)]
 
 

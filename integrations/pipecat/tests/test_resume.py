@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,10 @@ async def test_a_restarted_pipeline_takes_over_after_the_worker_died(sqlite_url:
     assert {"role": "user", "content": "My internet bill is wrong."} in messages
     assert {"role": "assistant", "content": "Sorry to hear that. Which account is it?"} in messages
     # A second recovery worker for the same death loses.
+    started = time.monotonic()
     with pytest.raises(vs.OwnershipError):
-        await resume_call(store, "call-9", agent="triage", from_epoch=1)
+        await resume_call(store, "call-9", agent="triage", from_epoch=1, wait=10.0)
+    assert time.monotonic() - started < 3  # at once: the epoch moved on, no point waiting
     # The restarted pipeline goes on with the caller's context.
     llm = ScriptedLLM(["Thanks for waiting. Let me look at your bill."])
     pair = LLMContextAggregatorPair(context)
@@ -181,3 +184,12 @@ async def test_a_worker_in_another_process_redeems_the_token_from_the_bus_messag
     with pytest.raises(vs.FencedError):
         await session.arecord(vs.Note("the sender was fenced by the redemption in the other process"))
     store.close()
+
+
+async def test_resume_call_gives_up_at_once_on_an_ended_call(store: vs.Store) -> None:
+    s = await store.aopen("call-1", agent="triage")
+    await s.aend("caller hung up")
+    started = time.monotonic()
+    with pytest.raises(vs.OwnershipError):
+        await resume_call(store, "call-1", agent="triage", wait=10.0)
+    assert time.monotonic() - started < 3

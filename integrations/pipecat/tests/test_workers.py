@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from kit import Call, ScriptedLLM
 from pipecat.frames.frames import (
     EndFrame,
@@ -21,7 +22,7 @@ from pipecat.workers.llm import LLMWorker, tool
 from pipecat.workers.runner import WorkerRunner
 
 import voicestate as vs
-from voicestate_pipecat import METADATA_KEY, VoiceStateProcessor, hand_off, receive_handoff
+from voicestate_pipecat import METADATA_KEY, VoiceStateProcessor, hand_off, handoff_args, receive_handoff
 
 
 class Agent(LLMWorker):
@@ -48,7 +49,7 @@ class Agent(LLMWorker):
         """
         await params.result_callback({"transferred_to": to}, properties=FunctionCallResultProperties(run_llm=False))
         assert self.processor.session is not None
-        await hand_off(self, self.processor.session, to, reason=reason, tool_call_id=params.tool_call_id)
+        await hand_off(self, self.processor.session, to, reason=reason, params=params)
 
     async def on_activated(self, args: dict[str, Any] | None) -> None:
         self.activations.append(None if args is None else dict(args))
@@ -148,5 +149,48 @@ async def test_sales_technical_sales_each_worker_sees_the_whole_call(store: vs.S
     assert texts.count("My wifi keeps dropping.") == 1
     assert "Hi, this is technical support. Please restart your router." in texts
     assert "That fixed it, thanks. Back to sales please." in texts
-    # The earlier owners are fenced: their sessions refuse writes.
     assert all(t.status == "ok" for t in state.tools.values())
+    # The earlier owner's session is fenced: it refuses writes.
+    old = technical.processor.session
+    assert old is not None and old.agent == "technical"
+    with pytest.raises(vs.FencedError):
+        await old.arecord(vs.Note("technical again, after the call went back to sales"))
+
+
+async def test_a_handoff_that_cannot_be_redeemed_goes_back_to_the_sender(store: vs.Store) -> None:
+    from pipecat.bus.messages import BusActivateWorkerMessage
+
+    sales = Agent("sales", store, ["Hello again."], active=True)
+    technical = Agent("technical", store, [])
+    session = await store.aopen("call-1", agent="sales")
+    sales.processor.session = session
+    packet = await session.ahandoff("technical")
+    await session.acancel_handoff()  # withdrawn before the target redeems it
+    args = handoff_args(packet, [{"role": "user", "content": "hi"}]).to_dict()
+
+    async def conversation() -> None:
+        await sales.activated.wait()
+        sales.activated.clear()
+        await sales.send_bus_message(BusActivateWorkerMessage(source="sales", target="technical", args=args))
+        await asyncio.wait_for(sales.activated.wait(), 5)  # bounced back
+        await until(lambda: not technical.active)
+        for worker in (sales, technical):
+            await worker.queue_frame(EndFrame())
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(sales, technical)
+
+    async def drive() -> None:
+        try:
+            await conversation()
+        except BaseException:
+            await runner.cancel()
+            raise
+
+    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 30)
+    state = store.load("call-1")
+    assert (state.owner, state.epoch) == ("sales", 1)  # the sender never lost the call
+    assert (
+        technical.activations[0] is not None and technical.activations[0]["metadata"]["voicestate"]["from"] == "sales"
+    )
+    assert technical.llm_service.seen == []  # the target never ran on a handoff it did not get

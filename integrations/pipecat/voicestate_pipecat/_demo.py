@@ -197,7 +197,12 @@ async def _triage_call(store: vs.Store, url: str, keys: str, call_id: str) -> in
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 90)
+        except TimeoutError:
+            proc.kill()  # never leave the billing process behind
+            await proc.wait()
+            raise
         outcome["returncode"] = proc.returncode
         outcome["stdout"], outcome["stderr"] = out.decode(), err.decode()
 

@@ -65,9 +65,18 @@ async def restore_flow(
     flow_manager.state.update(saved.get("state") or {})
     if not isinstance(name, str):
         return None
-    node = nodes.node(name) if isinstance(nodes, Flow) else nodes(name)
+    try:
+        node = nodes.node(name) if isinstance(nodes, Flow) else nodes(name)
+    except Exception as exc:
+        raise vs.ConfigError(
+            f"the saved flow node {name!r} cannot be built again ({exc}); give every node a 'name' "
+            "that Flow.node or the node factory knows"
+        ) from exc
     if flow_manager.current_node is None:
+        before = flow_manager.current_node
         await flow_manager.initialize(node)  # a manager not yet started: start it at the saved node
-    if flow_manager.current_node != name:  # already running (initialize left it as it was): transition
+        if flow_manager.current_node != before:
+            return name  # entered once; never run the node's actions twice
+    if flow_manager.current_node != name:  # a manager already running elsewhere: transition
         await flow_manager.set_node_from_config(node)
     return name

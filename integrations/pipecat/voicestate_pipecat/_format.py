@@ -6,7 +6,7 @@ answer) wrapped in an ``LLMContext``. Parsing takes an ``LLMContext`` or a list
 of its messages and understands what Pipecat's assistant aggregator writes on
 top of that: a tool message ``"IN_PROGRESS"`` (the call is still running, so
 it stays pending), ``"CANCELLED"`` (a ``ToolCancelled``) and ``"COMPLETED"``
-(a call that returned nothing). Messages meant for one LLM service
+(a call that returned nothing; rendered back as ``null``). Messages meant for one LLM service
 (``LLMSpecificMessage``) have no portable meaning and are skipped.
 """
 

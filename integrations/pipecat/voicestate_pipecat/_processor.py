@@ -97,7 +97,7 @@ class VoiceStateProcessor(RecordsCall, FrameProcessor):
 
     async def cleanup(self) -> None:
         await super().cleanup()  # type: ignore[no-untyped-call]
-        await self._recorder.close()
+        await self._recorder.close(self.flush_timeout)
 
     def __repr__(self) -> str:
         return f"<VoiceStateProcessor {self.session!r}>"

@@ -69,9 +69,22 @@ log = logging.getLogger("voicestate.pipecat")
 ErrorHandler = Callable[[BaseException], Any]
 _WORD = re.compile(r"\w+")
 _SETTLE_AFTER = 0.25  # seconds a cut turn waits for spoken text that the interruption overtook
-# Frames that may arrive between an interruption and the spoken text it overtook, without
-# meaning that the text is all in: the bot's speaking state and the TTS's own stop.
-_LATE = {BotStoppedSpeakingFrame, TTSStoppedFrame, InterruptionFrame}
+# Frames that start something new: once one arrives, a cut turn's late spoken text is all in.
+# Anything else (audio, the caller's speaking state, the TTS's own stop) may still come
+# between an interruption and the spoken text it overtook.
+_NEW = (
+    LLMFullResponseStartFrame,
+    TTSStartedFrame,
+    AggregatedTextFrame,  # a new sentence announced (TTSTextFrame, a subclass, is excluded below)
+    LLMTextFrame,
+    TranscriptionFrame,
+    LLMContextUserTurnFrame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
+    FunctionCallCancelFrame,
+    EndFrame,
+    CancelFrame,
+)
 
 
 def _norm(text: str) -> list[str]:
@@ -97,11 +110,16 @@ def _prefix_of(text: str, heard: str) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` if it is JSON, else its JSON reading with unknown objects as strings, else its repr."""
     try:
         json.dumps(value)
         return value
     except (TypeError, ValueError):
+        pass
+    try:
         return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):  # keys that are not strings, a cycle
+        return repr(value)
 
 
 class _Turn:
@@ -160,7 +178,7 @@ class Recorder:
         self.tools = tools
         self.settle_after = settle_after
         self._on_error = on_error
-        self._dispatch: dict[type, tuple[Callable[[Any], None] | None, bool]] = {}
+        self._dispatch: dict[type, tuple[Callable[[Any], None] | None, bool]] = {}  # handler, starts new
         self._turn: _Turn | None = None  # the open turn (its response has not ended)
         self._playing: _Turn | None = None  # a recorded turn whose audio may still play
         self._cut: tuple[_Turn, int | None] | None = None  # interrupted, waiting to settle
@@ -176,6 +194,7 @@ class Recorder:
         """The last storage failure, until the store takes the events again (then ``None``)."""
         self.outside: list[asyncio.Task[int]] = []  # tool results written as a non-owner, in flight
         self._rescued: dict[int, int] = {}  # id(session) -> how much of its ``discarded`` was looked at
+        self._retiring: set[asyncio.Task[None]] = set()  # earlier sessions, draining
 
     # -- the session ------------------------------------------------------------------
 
@@ -190,24 +209,42 @@ class Recorder:
             raise vs.ConfigError(f"a voicestate Session, not {type(session).__name__}")
         if session is not None and self.interim and not session.store.config.store_interim:
             raise vs.ConfigError("interim=True needs a store opened with store_interim=True")
-        self._settle()
+        old = self._session
+        if session is old:
+            return
+        # What the old agent said is the old agent's: close its turns into its own session,
+        # then let that session drain (and rescue its late tool results) in the background.
+        self.close_turn()
+        if old is not None:
+            self._retire(old)
         self._session = session
         self._fenced_logged = False
+
+    def close_turn(self) -> None:
+        """Record the turn in progress now (and settle a cut one), into the current session."""
+        self._settle()
+        turn, self._turn, self._playing = self._turn, None, None
+        if turn is not None and turn.event_id is None:
+            self._record_turn(turn)
 
     # -- the frame path: synchronous, no I/O --------------------------------------------
 
     def on_frame(self, frame: Frame) -> None:
         cls = frame.__class__
         try:
-            handler, late = self._dispatch[cls]
+            handler, new = self._dispatch[cls]
         except KeyError:
             handler = self._handler_for(cls)
-            late = cls in _LATE or issubclass(cls, (TTSTextFrame, AggregatedTextProgressFrame))
-            self._dispatch[cls] = (handler, late)
-        if self._cut is not None and not late:
-            self._settle()  # another kind of frame: the cut turn's spoken text is all in
-        if handler is not None:
+            new = issubclass(cls, _NEW) and not issubclass(cls, TTSTextFrame)
+            self._dispatch[cls] = (handler, new)
+        if handler is None:
+            return
+        try:
+            if new and self._cut is not None:
+                self._settle()  # something new starts: the cut turn's spoken text is all in
             handler(frame)
+        except Exception:  # never into Pipecat: the frame goes on
+            log.exception("voicestate: recording a %s failed; the frame goes on", cls.__name__)
 
     def _handler_for(self, cls: type) -> Callable[[Any], None] | None:
         # Most specific first: TTSTextFrame is an AggregatedTextFrame, TranscriptionFrame a TextFrame.
@@ -246,17 +283,24 @@ class Recorder:
                 self._speaking_since = time.monotonic_ns()
         return turn
 
-    def _spoken_text(self, frame: TTSTextFrame) -> None:
+    def _speaking_turn(self) -> _Turn | None:
+        # Spoken text belongs to the cut turn while it settles, else to the open turn or the
+        # one whose audio still plays; with none of them it is the tail of a turn already
+        # written (its interruption settled), and opens nothing.
         cut = self._cut
-        turn = cut[0] if cut is not None else self._turn or self._playing or self._open()
-        turn.tts = True
-        turn.spoken.append(frame.text)
+        return cut[0] if cut is not None else self._turn or self._playing
+
+    def _spoken_text(self, frame: TTSTextFrame) -> None:
+        turn = self._speaking_turn()
+        if turn is not None:
+            turn.tts = True
+            turn.spoken.append(frame.text)
 
     def _progress(self, frame: AggregatedTextProgressFrame) -> None:
-        cut = self._cut
-        turn = cut[0] if cut is not None else self._turn or self._playing or self._open()
-        turn.tts = True
-        turn.progress[frame.segment_id] = frame.accumulated_text
+        turn = self._speaking_turn()
+        if turn is not None:
+            turn.tts = True
+            turn.progress[frame.segment_id] = frame.accumulated_text
 
     def _announced(self, frame: AggregatedTextFrame) -> None:
         if frame.skip_tts:
@@ -356,7 +400,6 @@ class Recorder:
         if self._record(ev):
             turn.event_id = ev.id
             turn.recorded_text = text
-        self._transcribed = False
 
     def _interim(self, frame: InterimTranscriptionFrame) -> None:
         if self.interim and frame.text.strip():
@@ -379,6 +422,9 @@ class Recorder:
     def _tool_started(self, frame: FunctionCallInProgressFrame) -> None:
         if not self.tools:
             return
+        session = self._session
+        if session is not None and frame.tool_call_id in session.state.tools:
+            return  # already recorded (hand_off records the call that asked for it, if its frame is late)
         turn = self._turn
         if turn is not None and turn.text():
             # What the LLM said before calling the tool is a turn of its own, before the call.
@@ -424,10 +470,38 @@ class Recorder:
                 self._append_outside(ev)
             return False
         except vs.VoiceStateError as exc:  # refused as invalid: say so, never stop the frames
-            self._report(exc)
+            log.warning("voicestate: call %r: %s was not recorded: %s", session.call_id, ev.TYPE, exc)
             return False
         self._kick()
         return True
+
+    def _retire(self, old: vs.Session) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: record_nowait wrote synchronously
+        task = loop.create_task(self._drain(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _drain(self, session: vs.Session, patience: float = 30.0) -> None:
+        """Make a session this recorder no longer writes to durable, retrying for ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        delay = 0.05
+        while True:
+            try:
+                await session.aflush()
+                break
+            except vs.FencedError:
+                break
+            except Exception as exc:
+                self._report(exc)
+                if time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if session.fenced:
+            self._rescue(session)
 
     def _rescue(self, session: vs.Session) -> None:
         """Tool results the fenced session dropped (``discarded``) still count: anyone may append them."""
@@ -503,19 +577,27 @@ class Recorder:
             call = self._session.call_id if self._session is not None else None
             log.warning("voicestate: recording call %r failed (frames keep flowing): %s", call, exc)
         if self._on_error is not None:
-            self._on_error(exc)
+            try:
+                self._on_error(exc)
+            except Exception:
+                log.exception("voicestate: the on_error handler failed")
 
     async def flush(self, timeout: float | None = None) -> None:
         """Write any settled turn and wait until the store holds every event recorded so far."""
         self._settle()
-        if self.outside:
-            await asyncio.wait_for(asyncio.gather(*self.outside, return_exceptions=True), timeout)
+        pending = [*self._retiring, *self.outside]
+        if pending:
+            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout)
         if self._session is not None:
             await asyncio.wait_for(self._session.aflush(), timeout)
         self.error = None
 
-    async def close(self) -> None:
-        self._settle()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Best effort, at the pipeline's teardown: flush for up to ``timeout`` seconds, then stop."""
+        try:
+            await self.flush(timeout)
+        except Exception as exc:  # reported; the events stay in the session for the app to flush
+            self._report(exc)
         if self._keeper is not None and not self._keeper.done():
             self._keeper.cancel()
             try:

@@ -42,8 +42,9 @@ async def resume_call(
         try:
             session = await store.aresume(call_id, agent=agent, takeover=True, from_epoch=from_epoch)
         except vs.OwnershipError:
-            if time.monotonic() >= deadline or (await store.aload(call_id)).epoch != from_epoch:
-                raise  # out of time, or another worker recovered the call
+            now = await store.aload(call_id)
+            if time.monotonic() >= deadline or now.epoch != from_epoch or now.status == "ended":
+                raise  # out of time, another worker recovered the call, or it is over
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
             continue

@@ -11,10 +11,12 @@ starts from the context it was handed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.llm_service import FunctionCallParams
 from pipecat.workers.llm import LLMContextWorker, LLMWorker, LLMWorkerActivationArgs
 
 import voicestate as vs
@@ -22,7 +24,10 @@ import voicestate as vs
 from ._format import context_messages
 
 METADATA_KEY = "voicestate"
-"""The key of ``LLMWorkerActivationArgs.metadata`` that holds the handoff: ``{"token", "call_id", "packet_id"}``."""
+"""The key of ``LLMWorkerActivationArgs.metadata`` that holds the handoff:
+``{"token", "call_id", "packet_id", "from"}``."""
+
+log = logging.getLogger("voicestate.pipecat")
 
 
 def handoff_args(
@@ -30,7 +35,12 @@ def handoff_args(
 ) -> LLMWorkerActivationArgs:
     """The activation arguments that carry ``packet`` (as its token) and the target's context."""
     meta = dict(metadata)
-    meta[METADATA_KEY] = {"token": packet.to_token(), "call_id": packet.call_id, "packet_id": packet.packet_id}
+    meta[METADATA_KEY] = {
+        "token": packet.to_token(),
+        "call_id": packet.call_id,
+        "packet_id": packet.packet_id,
+        "from": packet.from_agent,
+    }
     return LLMWorkerActivationArgs(metadata=meta, messages=messages, run_llm=run_llm)
 
 
@@ -46,7 +56,7 @@ async def hand_off(
     run_llm: bool | None = None,
     ttl: float | None = None,
     metadata: Mapping[str, Any] = {},
-    tool_call_id: str | None = None,
+    params: FunctionCallParams | None = None,
     wait: float = 2.0,
 ) -> vs.HandoffPacket:
     """Hand the call ``session`` owns to the worker named ``to``, and deactivate ``worker``.
@@ -57,23 +67,38 @@ async def hand_off(
     keeps ownership until the target redeems the token (see
     :func:`receive_handoff`). Called from a ``@tool`` handler, deliver the
     tool's result first (``await params.result_callback(...)``), as Pipecat asks,
-    and pass ``tool_call_id=params.tool_call_id``: Pipecat runs the handler as
-    soon as the LLM asks, before the recorder after the output transport has
-    seen the turn that led to it, so the handoff first waits (up to ``wait``
-    seconds) until that tool call is in the session's state; the packet then
-    covers the turn and the call.
+    and pass the handler's ``params``: Pipecat runs the handler as soon as the
+    LLM asks, before the recorder after the output transport has seen the turn
+    that led to it, so the handoff first waits (up to ``wait`` seconds) until
+    that tool call is in the session's state, and the packet covers the turn
+    and the call. If the call is still not there (its frame is queued behind
+    long audio), the handoff records it itself, with a warning.
     """
     if not isinstance(worker, LLMWorker):
         raise vs.ConfigError(f"hand_off moves a call between pipecat LLMWorkers, not {type(worker).__name__}")
-    if tool_call_id is not None:
-        deadline = asyncio.get_running_loop().time() + wait
-        while tool_call_id not in session.state.tools and asyncio.get_running_loop().time() < deadline:
+    if params is not None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while params.tool_call_id not in session.state.tools and loop.time() < deadline:
             await asyncio.sleep(0.005)
+        if params.tool_call_id not in session.state.tools:
+            log.warning(
+                "voicestate: tool call %r was not recorded within %s s; recording it before the handoff",
+                params.tool_call_id,
+                wait,
+            )
+            await session.arecord(vs.ToolCalled(params.tool_call_id, params.function_name, dict(params.arguments)))
     packet = await session.ahandoff(to, reason=reason, kind=kind, summary=summary, ttl=ttl)
     messages = list(session.state.context("pipecat", policy, agent=to).get_messages())
     args = handoff_args(packet, messages, run_llm=run_llm, metadata=metadata)
     await worker.activate_worker(to, args=args, deactivate_self=True)
     return packet
+
+
+def _bounced(sender: Any, bounce: bool) -> str:
+    if bounce and isinstance(sender, str):
+        return f"activating the sender {sender!r} again"
+    return "the sender still owns the call"
 
 
 def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict[str, Any], str | None]:
@@ -106,6 +131,7 @@ async def receive_handoff(
     policy: vs.ContextPolicy | None = None,
     recorder: Any = None,
     context: LLMContext | None = None,
+    bounce: bool = True,
 ) -> vs.Session | None:
     """Redeem the handoff that ``args`` carries, as ``agent`` (default: the worker's name).
 
@@ -123,11 +149,34 @@ async def receive_handoff(
     held from an earlier turn in the call. ``recorder`` (a ``VoiceStateProcessor`` or ``VoiceStateObserver``
     recording this pipeline) is switched to the new session. Returns ``None``
     when ``args`` carries no handoff (the worker was activated otherwise).
+
+    If the handoff cannot be redeemed (an expired, cancelled or replaced
+    packet, a bad token, the store out of reach), the sender still owns the
+    call but has deactivated itself. With ``bounce`` (the default) the sender
+    is activated again (``deactivate_self=True``), ``args["messages"]`` is
+    cleared, and the error is raised (Pipecat's bus logs it).
     """
-    _, token = _ref(args)
+    plain, token = _ref(args)
     if token is None:
         return None
-    session = await store.aresume(token, agent=agent or worker.name)
+    if recorder is not None and recorder.session is not None and not recorder.session.fenced:
+        # The sender recorded in this process: what it was saying is its own, so it goes
+        # into the log before the redemption fences it.
+        recorder.recorder.close_turn()
+        try:
+            await recorder.session.aflush()
+        except vs.VoiceStateError as exc:
+            log.warning("voicestate: the sender's last events are not stored yet: %s", exc)
+    try:
+        session = await store.aresume(token, agent=agent or worker.name)
+    except Exception as exc:
+        if isinstance(args, dict):
+            args["messages"] = None
+        sender = plain.get("metadata", {}).get(METADATA_KEY, {}).get("from")
+        log.error("voicestate: %r could not redeem the handoff (%s); %s", worker.name, exc, _bounced(sender, bounce))
+        if bounce and isinstance(sender, str) and sender != worker.name:
+            await worker.activate_worker(sender, deactivate_self=True)
+        raise
     messages = context_messages(session, policy)
     if context is None and isinstance(worker, LLMContextWorker):
         context = worker.context
