@@ -107,3 +107,25 @@ async def test_a_flow_state_that_is_not_json_is_refused(store: vs.Store) -> None
 
     await run_flow(session, body)
     assert [e.TYPE for e in store.events("call-1")] == ["CallStarted"]
+
+
+async def test_a_flow_goes_on_after_a_handoff_to_another_agent(store: vs.Store) -> None:
+    flow = Flow(FlowConfig.from_yaml(FLOW), handlers={})
+    triage = await store.aopen("call-1", agent="triage")
+
+    async def first(manager: FlowManager) -> None:
+        await manager.initialize(flow.initial_node)
+        manager.state["account"] = "B-12"
+        await manager.set_node_from_config(flow.node("billing"))
+        save_flow(triage, manager)
+
+    await run_flow(triage, first)
+    packet = await triage.ahandoff("billing", reason="bill question")  # a barrier: the saved flow is stored
+    billing = await store.aresume(packet, agent="billing")
+
+    async def second(manager: FlowManager) -> None:
+        assert await restore_flow(billing, manager, flow) is None  # billing saved nothing of its own
+        assert await restore_flow(billing, manager, flow, agent="triage") == "billing"
+
+    manager, _ = await run_flow(billing, second)
+    assert (manager.state, manager.current_node) == ({"account": "B-12"}, "billing")
