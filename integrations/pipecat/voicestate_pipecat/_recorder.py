@@ -182,7 +182,6 @@ class Recorder:
         self._turn: _Turn | None = None  # the open turn (its response has not ended)
         self._playing: _Turn | None = None  # a recorded turn whose audio may still play
         self._cut: tuple[_Turn, int | None] | None = None  # interrupted, waiting to settle
-        self._cut_at = 0.0
         self._speaking_since: int | None = None  # ns, while the bot speaks
         self._spoken_ns = 0  # audio played in the current turn, before _speaking_since
         self._transcribed = False  # a final transcript was recorded since the last user turn
@@ -362,7 +361,6 @@ class Recorder:
         if turn is None:
             return
         self._cut = (turn, self._played_ms())
-        self._cut_at = time.monotonic()
         if self.settle_after == 0:
             self._settle()
             return
