@@ -129,3 +129,21 @@ def test_the_wal_stays_bounded_when_appends_run_on_the_loop(tmp_path: Path) -> N
     assert backend._fast().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # type: ignore[attr-defined]
     assert backend._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # type: ignore[attr-defined]
     store.close()
+
+
+def test_async_calls_on_a_closed_store_fail_at_once_instead_of_waiting_forever(tmp_path: Path) -> None:
+    """The backend's worker thread is gone once the store closes: a later async call (a late
+    tool result appended by a pipeline still running) must get an answer, not hang."""
+
+    async def go() -> None:
+        store = vs.open_store(f"sqlite:///{tmp_path / 'c.db'}")
+        s = await store.aopen("c", agent="a")
+        await s.arecord(vs.UserSpoke("hello"))
+        await store.aload("c")  # the worker thread has served calls
+        store.close()
+        with pytest.raises(vs.BackendUnavailable, match="closed"):
+            await asyncio.wait_for(store.aappend("c", vs.Note("late")), 5)
+        with pytest.raises(vs.BackendUnavailable, match="closed"):
+            await asyncio.wait_for(store.aload("c"), 5)
+
+    asyncio.run(go())

@@ -137,26 +137,35 @@ class Worker:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        if self._thread is None:
-            self._start()
-        self._queue.put((fn, args, loop, fut))
-        return await fut
+        with self._lock:
+            served = not self._stopped
+            if served:
+                if self._thread is None:
+                    self._start()
+                self._queue.put((fn, args, loop, fut))
+        if served:
+            return await fut
+        # Stopped (the backend closed): no thread serves the queue any more, so the call runs
+        # here, where the closed backend refuses it at once instead of leaving it waiting forever.
+        return fn(*args)
 
     def submit(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` in the worker, nobody waiting for it (housekeeping)."""
-        if self._thread is None:
-            self._start()
-        self._queue.put((fn, (), None, None))
-
-    def _start(self) -> None:
+        """Run ``fn`` in the worker, nobody waiting for it (housekeeping); dropped once stopped."""
         with self._lock:
+            if self._stopped:
+                return
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+                self._start()
+            self._queue.put((fn, (), None, None))
+
+    def _start(self) -> None:  # under self._lock
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         get = self._queue.get
@@ -175,8 +184,10 @@ class Worker:
                     _post(loop, _succeed, fut, result)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
+        with self._lock:
+            self._stopped = True
+            if self._thread is not None:
+                self._queue.put(None)  # after what was queued before: those calls are still served
 
 
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from kit import ScriptedLLM
 from pipecat.frames.frames import (
     AggregatedTextFrame,
@@ -145,3 +146,49 @@ async def test_an_error_handler_that_raises_never_reaches_the_frames(tmp_path: A
     await asyncio.sleep(0.2)
     assert isinstance(observer.storage_error, vs.BackendUnavailable)
     assert [t.text for t in session.state.turns] == ["Hi."]  # applied locally, still queued
+
+
+def voiced(frame: Any, context_id: str) -> Any:
+    frame.context_id = context_id
+    return frame
+
+
+async def test_a_late_sentence_of_the_cut_turn_is_not_a_new_turn(store: vs.Store) -> None:
+    """A sentence the TTS announced for the cut turn (same TTS context) after the interruption."""
+    processor = VoiceStateProcessor(await store.aopen("call-1", agent="bot"), settle_after=5)
+    feed(processor, [LLMFullResponseStartFrame(), voiced(sentence("First one."), "ctx-1")])
+    feed(processor, [voiced(TTSTextFrame("First", "word"), "ctx-1"), InterruptionFrame()])
+    feed(processor, [voiced(sentence("Second one."), "ctx-1"), LLMFullResponseEndFrame()])
+    # A new response (another TTS context) settles the cut turn.
+    feed(
+        processor, [LLMFullResponseStartFrame(), voiced(sentence("Sorry, go on."), "ctx-2"), LLMFullResponseEndFrame()]
+    )
+    await processor.flush()
+    turns = [(t.text, t.interrupted, t.heard) for t in store.load("call-1").turns]
+    assert turns == [("First one. Second one.", True, "First"), ("Sorry, go on.", False, None)]
+
+
+async def test_flush_raises_when_a_late_tool_result_did_not_land(sqlite_url: str) -> None:
+    store = vs.open_store(sqlite_url)
+    session = await store.aopen("call-1", agent="bot")
+    processor = VoiceStateProcessor(session)
+    packet = await session.ahandoff("billing")
+    await store.aresume(packet, agent="billing")
+    await session.arefresh()  # the session learns it was fenced
+    assert session.fenced
+    store.close()  # the store is gone when the old pipeline's late tool result comes in
+    feed(processor, [FunctionCallResultFrame("f", "t1", {}, {"ok": True})])
+    with pytest.raises(vs.BackendUnavailable):
+        await processor.flush()
+    assert isinstance(processor.storage_error, vs.BackendUnavailable)
+
+
+async def test_a_tool_call_recorded_before_its_frame_is_not_recorded_again(store: vs.Store) -> None:
+    """What hand_off(params=) does when the call's frame is still queued behind audio."""
+    session = await store.aopen("call-1", agent="bot")
+    processor = VoiceStateProcessor(session)
+    feed(processor, [LLMFullResponseStartFrame(), sentence("Let me transfer you.")])
+    session.record_nowait(vs.ToolCalled("t1", "transfer", {"to": "billing"}))  # hand_off's fallback
+    feed(processor, [FunctionCallInProgressFrame("transfer", "t1", {"to": "billing"}), LLMFullResponseEndFrame()])
+    await processor.flush()
+    assert kinds(store) == ["CallStarted", "ToolCalled", "AgentSpoke"]

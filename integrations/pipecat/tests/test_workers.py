@@ -160,7 +160,7 @@ async def test_sales_technical_sales_each_worker_sees_the_whole_call(store: vs.S
 async def test_a_handoff_that_cannot_be_redeemed_goes_back_to_the_sender(store: vs.Store) -> None:
     from pipecat.bus.messages import BusActivateWorkerMessage
 
-    sales = Agent("sales", store, ["Hello again."], active=True)
+    sales = Agent("sales", store, ["Sorry, I could not transfer you. Let me help."], active=True)
     technical = Agent("technical", store, [])
     session = await store.aopen("call-1", agent="sales")
     sales.processor.session = session
@@ -174,6 +174,7 @@ async def test_a_handoff_that_cannot_be_redeemed_goes_back_to_the_sender(store: 
         await sales.send_bus_message(BusActivateWorkerMessage(source="sales", target="technical", args=args))
         await asyncio.wait_for(sales.activated.wait(), 5)  # bounced back
         await until(lambda: not technical.active)
+        await until(lambda: len(sales.llm_service.seen) == 1)  # and told the caller
         for worker in (sales, technical):
             await worker.queue_frame(EndFrame())
 
@@ -194,3 +195,5 @@ async def test_a_handoff_that_cannot_be_redeemed_goes_back_to_the_sender(store: 
         technical.activations[0] is not None and technical.activations[0]["metadata"]["voicestate"]["from"] == "sales"
     )
     assert technical.llm_service.seen == []  # the target never ran on a handoff it did not get
+    note = sales.llm_service.seen[0][-1]
+    assert note["role"] == "system" and "did not go through" in note["content"]

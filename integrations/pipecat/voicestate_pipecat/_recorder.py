@@ -18,9 +18,11 @@ A turn is recorded as ``AgentSpoke`` when the LLM's response ends; an
 ``InterruptionFrame`` while it is open, or while its audio is still playing,
 records ``Interrupted`` with the heard prefix. Spoken text that arrives *after*
 the ``InterruptionFrame`` for the interrupted turn (pipecat#4996: the system
-frame overtakes text frames queued behind it) is still counted: the
-interruption is written once the turn is settled, at the next frame of another
-kind or ``settle_after`` seconds later, whichever comes first.
+frame overtakes text frames queued behind it) is still counted, and so is a
+sentence announced late in the cut turn's TTS context: the interruption is
+written once the turn is settled, at the next frame that starts something new
+(``_NEW``, outside the cut turn's TTS contexts) or ``settle_after`` seconds
+later, whichever comes first.
 
 Every write is ``record_nowait``: applied to the session at once, made durable
 in the background. Nothing here awaits storage; a keeper task flushes after each
@@ -35,6 +37,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -125,7 +128,7 @@ def _jsonable(value: Any) -> Any:
 class _Turn:
     """The ledger of one assistant turn."""
 
-    __slots__ = ("event_id", "generated", "llm", "progress", "recorded_text", "spoken", "tokens", "tts")
+    __slots__ = ("contexts", "event_id", "generated", "llm", "progress", "recorded_text", "spoken", "tokens", "tts")
 
     def __init__(self) -> None:
         self.generated: list[str] = []  # announced sentences
@@ -134,6 +137,7 @@ class _Turn:
         self.progress: dict[int, str] = {}  # sentence id -> accumulated_text, in first-seen order
         self.tts = False  # a TTS produced this turn: heard text comes from spoken frames only
         self.llm = False  # an LLM response (it ends with LLMFullResponseEndFrame), not direct speech
+        self.contexts: set[str] = set()  # the TTS context ids of its sentences and words
         self.event_id: str | None = None  # the AgentSpoke, once recorded
         self.recorded_text = ""
 
@@ -192,7 +196,8 @@ class Recorder:
         self.error: BaseException | None = None
         """The last storage failure, until the store takes the events again (then ``None``)."""
         self.outside: list[asyncio.Task[int]] = []  # tool results written as a non-owner, in flight
-        self._rescued: dict[int, int] = {}  # id(session) -> how much of its ``discarded`` was looked at
+        # session -> how much of its ``discarded`` was looked at (weak: sessions come and go)
+        self._rescued: weakref.WeakKeyDictionary[vs.Session, int] = weakref.WeakKeyDictionary()
         self._retiring: set[asyncio.Task[None]] = set()  # earlier sessions, draining
 
     # -- the session ------------------------------------------------------------------
@@ -239,7 +244,7 @@ class Recorder:
         if handler is None:
             return
         try:
-            if new and self._cut is not None:
+            if new and self._cut is not None and not self._of_cut_turn(frame):
                 self._settle()  # something new starts: the cut turn's spoken text is all in
             handler(frame)
         except Exception:  # never into Pipecat: the frame goes on
@@ -282,6 +287,12 @@ class Recorder:
                 self._speaking_since = time.monotonic_ns()
         return turn
 
+    def _of_cut_turn(self, frame: Frame) -> bool:
+        """A late sentence or TTS start of the cut turn itself (same TTS context), not something new."""
+        cut = self._cut
+        context_id = getattr(frame, "context_id", None)
+        return cut is not None and context_id is not None and context_id in cut[0].contexts
+
     def _speaking_turn(self) -> _Turn | None:
         # Spoken text belongs to the cut turn while it settles, else to the open turn or the
         # one whose audio still plays; with none of them it is the tail of a turn already
@@ -294,6 +305,8 @@ class Recorder:
         if turn is not None:
             turn.tts = True
             turn.spoken.append(frame.text)
+            if frame.context_id is not None:
+                turn.contexts.add(frame.context_id)
 
     def _progress(self, frame: AggregatedTextProgressFrame) -> None:
         turn = self._speaking_turn()
@@ -304,9 +317,11 @@ class Recorder:
     def _announced(self, frame: AggregatedTextFrame) -> None:
         if frame.skip_tts:
             return  # text the bot shows but does not say
-        turn = self._open()
+        turn = self._cut[0] if self._cut is not None else self._open()  # a late sentence of the cut turn
         turn.tts = True
         turn.generated.append(frame.text)
+        if frame.context_id is not None:
+            turn.contexts.add(frame.context_id)
 
     def _token(self, frame: LLMTextFrame) -> None:
         if frame.skip_tts:
@@ -318,8 +333,11 @@ class Recorder:
     def _response_start(self, frame: Frame) -> None:
         self._open().llm = True
 
-    def _tts_started(self, frame: Frame) -> None:
-        self._open().tts = True
+    def _tts_started(self, frame: TTSStartedFrame) -> None:
+        turn = self._cut[0] if self._cut is not None else self._open()
+        turn.tts = True
+        if frame.context_id is not None:
+            turn.contexts.add(frame.context_id)
 
     def _tts_stopped(self, frame: Frame) -> None:
         turn = self._turn
@@ -369,7 +387,13 @@ class Recorder:
         except RuntimeError:
             self._settle()
             return
-        self._timer = loop.call_later(self.settle_after, self._settle)
+        self._timer = loop.call_later(self.settle_after, self._settle_later)
+
+    def _settle_later(self) -> None:
+        try:
+            self._settle()
+        except Exception:  # on the loop, not the frame path: log it, lose nothing else
+            log.exception("voicestate: recording an interruption failed")
 
     def _settle(self) -> None:
         """Write the interrupted turn (and what the caller heard of it), once its late text is in."""
@@ -420,14 +444,14 @@ class Recorder:
     def _tool_started(self, frame: FunctionCallInProgressFrame) -> None:
         if not self.tools:
             return
-        session = self._session
-        if session is not None and frame.tool_call_id in session.state.tools:
-            return  # already recorded (hand_off records the call that asked for it, if its frame is late)
         turn = self._turn
         if turn is not None and turn.text():
             # What the LLM said before calling the tool is a turn of its own, before the call.
             self._turn = None
             self._record_turn(turn)
+        session = self._session
+        if session is not None and frame.tool_call_id in session.state.tools:
+            return  # already recorded (hand_off records the call that asked for it, if its frame is late)
         self._record(vs.ToolCalled(frame.tool_call_id, frame.function_name, _jsonable(dict(frame.arguments or {}))))
 
     def _tool_result(self, frame: FunctionCallResultFrame) -> None:
@@ -495,7 +519,7 @@ class Recorder:
             except Exception as exc:
                 self._report(exc)
                 if time.monotonic() >= deadline:
-                    return
+                    raise  # flush() says so: this session's events are not all stored
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         if session.fenced:
@@ -503,9 +527,9 @@ class Recorder:
 
     def _rescue(self, session: vs.Session) -> None:
         """Tool results the fenced session dropped (``discarded``) still count: anyone may append them."""
-        start = self._rescued.get(id(session), 0)
+        start = self._rescued.get(session, 0)
         dropped = session.discarded[start:]
-        self._rescued[id(session)] = start + len(dropped)
+        self._rescued[session] = start + len(dropped)
         for ev in dropped:
             if isinstance(ev, (vs.ToolReturned, vs.ToolCancelled)):
                 self._append_outside(ev, session)
@@ -582,12 +606,19 @@ class Recorder:
 
     async def flush(self, timeout: float | None = None) -> None:
         """Write any settled turn and wait until the store holds every event recorded so far."""
+        await asyncio.wait_for(self._flush(), timeout)
+
+    async def _flush(self) -> None:
         self._settle()
-        pending = [*self._retiring, *self.outside]
-        if pending:
-            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout)
+        failures: list[BaseException] = []
+        while self._retiring or self.outside:  # a drain may start more (rescued tool results)
+            pending = [*self._retiring, *self.outside]
+            done = await asyncio.gather(*(asyncio.shield(t) for t in pending), return_exceptions=True)
+            failures += [r for r in done if isinstance(r, BaseException)]
         if self._session is not None:
-            await asyncio.wait_for(self._session.aflush(), timeout)
+            await self._session.aflush()
+        if failures:
+            raise failures[0]  # an earlier session's events or a late tool result did not land
         self.error = None
 
     async def close(self, timeout: float = 5.0) -> None:

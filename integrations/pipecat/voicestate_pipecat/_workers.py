@@ -87,7 +87,10 @@ async def hand_off(
                 params.tool_call_id,
                 wait,
             )
-            await session.arecord(vs.ToolCalled(params.tool_call_id, params.function_name, dict(params.arguments)))
+            # record_nowait applies it to the state at once, so the recorder, when the frame
+            # comes, sees the call and does not record it again.
+            session.record_nowait(vs.ToolCalled(params.tool_call_id, params.function_name, dict(params.arguments)))
+            await session.aflush()
     packet = await session.ahandoff(to, reason=reason, kind=kind, summary=summary, ttl=ttl)
     messages = list(session.state.context("pipecat", policy, agent=to).get_messages())
     args = handoff_args(packet, messages, run_llm=run_llm, metadata=metadata)
@@ -95,10 +98,30 @@ async def hand_off(
     return packet
 
 
-def _bounced(sender: Any, bounce: bool) -> str:
-    if bounce and isinstance(sender, str):
-        return f"activating the sender {sender!r} again"
-    return "the sender still owns the call"
+def _sender(args: Any) -> str | None:
+    """Who handed off, read leniently: the args may be the malformed ones."""
+    meta = args.get("metadata") if isinstance(args, Mapping) else None
+    ref = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
+    sender = ref.get("from") if isinstance(ref, Mapping) else None
+    return sender if isinstance(sender, str) and sender else None
+
+
+async def _bounce(worker: LLMWorker, args: Any, exc: BaseException, bounce: bool) -> None:
+    """The handoff failed: nothing for this worker to run on; the sender, who still owns the call, goes on."""
+    if isinstance(args, dict):
+        args["messages"] = None
+    sender = _sender(args)
+    if not bounce or sender is None or sender == worker.name:
+        log.error("voicestate: %r could not redeem the handoff (%s); the sender still owns the call", worker.name, exc)
+        return
+    log.error("voicestate: %r could not redeem the handoff (%s); activating %r again", worker.name, exc, sender)
+    note = {
+        "role": "system",
+        "content": f"The transfer to {worker.name} did not go through ({type(exc).__name__}). "
+        "You still have the caller: tell them, and carry on.",
+    }
+    back = LLMWorkerActivationArgs(messages=[note], run_llm=True)
+    await worker.activate_worker(sender, args=back, deactivate_self=True)
 
 
 def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict[str, Any], str | None]:
@@ -138,7 +161,7 @@ async def receive_handoff(
     Call it first thing in ``on_activated``, then pass the same ``args`` on::
 
         async def on_activated(self, args):
-            self.session = await receive_handoff(self, args, store, recorder=processor)
+            await receive_handoff(self, args, store, recorder=processor, context=self.context)
             await super().on_activated(args)
 
     It redeems the token (``store.aresume``: ownership moves, the sender is
@@ -153,10 +176,16 @@ async def receive_handoff(
     If the handoff cannot be redeemed (an expired, cancelled or replaced
     packet, a bad token, the store out of reach), the sender still owns the
     call but has deactivated itself. With ``bounce`` (the default) the sender
-    is activated again (``deactivate_self=True``), ``args["messages"]`` is
-    cleared, and the error is raised (Pipecat's bus logs it).
+    is activated again (``deactivate_self=True``) with a system note that the
+    transfer did not go through and ``run_llm=True``, so it tells the caller;
+    this worker's ``args["messages"]`` is cleared, and the error is raised
+    (Pipecat's bus logs it). A malformed token bounces the same way.
     """
-    plain, token = _ref(args)
+    try:
+        _, token = _ref(args)
+    except vs.VoiceStateError as exc:
+        await _bounce(worker, args, exc, bounce)
+        raise
     if token is None:
         return None
     if recorder is not None and recorder.session is not None and not recorder.session.fenced:
@@ -170,12 +199,7 @@ async def receive_handoff(
     try:
         session = await store.aresume(token, agent=agent or worker.name)
     except Exception as exc:
-        if isinstance(args, dict):
-            args["messages"] = None
-        sender = plain.get("metadata", {}).get(METADATA_KEY, {}).get("from")
-        log.error("voicestate: %r could not redeem the handoff (%s); %s", worker.name, exc, _bounced(sender, bounce))
-        if bounce and isinstance(sender, str) and sender != worker.name:
-            await worker.activate_worker(sender, deactivate_self=True)
+        await _bounce(worker, args, exc, bounce)
         raise
     messages = context_messages(session, policy)
     if context is None and isinstance(worker, LLMContextWorker):
