@@ -6,7 +6,8 @@
 - ``session.context("pipecat")`` is an ``LLMContext``; :func:`context_messages`
   and :func:`update_frame` give its messages for ``LLMMessagesUpdateFrame``.
 - :func:`hand_off` and :func:`receive_handoff` move a call between
-  ``LLMWorker``\\ s through voicestate, in one process or across hosts.
+  ``LLMWorker``\\ s through voicestate, in one process or across hosts;
+  :class:`VoiceStateBridge` attributes turns in Pipecat's bridged layout.
 - :func:`save_flow` and :func:`restore_flow` persist a Flow's state and node.
 - :func:`resume_call` takes a call over after its worker died.
 
@@ -20,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._bridge import AgentSwitchFrame, VoiceStateBridge
     from ._flows import restore_flow, save_flow
     from ._format import context_messages, update_frame
     from ._observer import VoiceStateObserver
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 # Pipecat is imported on first use of a name, not with the package: the entry point
 # (voicestate_pipecat.plugin) loads this package in every process that opens a store.
 _WHERE = {
+    "AgentSwitchFrame": "_bridge",
+    "VoiceStateBridge": "_bridge",
     "METADATA_KEY": "_workers",
     "VoiceStateObserver": "_observer",
     "VoiceStateProcessor": "_processor",
@@ -59,7 +63,9 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
     __version__ = "0+unknown"
 
 __all__ = [
+    "AgentSwitchFrame",
     "METADATA_KEY",
+    "VoiceStateBridge",
     "VoiceStateObserver",
     "VoiceStateProcessor",
     "context_messages",

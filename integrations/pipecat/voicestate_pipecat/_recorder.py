@@ -67,6 +67,8 @@ from pipecat.frames.frames import (
 
 import voicestate as vs
 
+from ._bridge import AgentSwitchFrame
+
 log = logging.getLogger("voicestate.pipecat")
 
 ErrorHandler = Callable[[BaseException], Any]
@@ -199,6 +201,9 @@ class Recorder:
         # session -> how much of its ``discarded`` was looked at (weak: sessions come and go)
         self._rescued: weakref.WeakKeyDictionary[vs.Session, int] = weakref.WeakKeyDictionary()
         self._retiring: set[asyncio.Task[None]] = set()  # earlier sessions, draining
+        self._switches: list[AgentSwitchFrame] = []  # workers the bridge activated, not yet owners
+        self._held: list[tuple[vs.Event, bool]] | None = None  # recorded while the call moves
+        self._switcher: asyncio.Task[None] | None = None
 
     # -- the session ------------------------------------------------------------------
 
@@ -272,6 +277,7 @@ class Recorder:
             (FunctionCallCancelFrame, self._tool_cancelled),
             (EndFrame, self._end),
             (CancelFrame, self._end),
+            (AgentSwitchFrame, self._switch),
         ]
         for base, handler in table:
             if issubclass(cls, base):
@@ -466,6 +472,41 @@ class Recorder:
         if self.tools:
             self._record(vs.ToolCancelled(frame.tool_call_id, reason="cancelled in the Pipecat pipeline"), outside=True)
 
+    def _switch(self, frame: AgentSwitchFrame) -> None:
+        """Another worker speaks from here on (the bridged layout): move the call to it."""
+        session = self._session
+        last = self._switches[-1].agent if self._switches else (session.agent if session is not None else None)
+        if session is None or frame.agent == last:
+            return
+        self.close_turn()  # what was said so far is the previous worker's
+        self._switches.append(frame)
+        if self._held is None:
+            self._held = []
+        if self._switcher is None or self._switcher.done():
+            self._switcher = asyncio.get_running_loop().create_task(self._move())
+
+    async def _move(self) -> None:
+        """Hand the call to each activated worker in turn, then write what was held, as the new owner's."""
+        while self._switches:
+            frame = self._switches[0]
+            old = self._session
+            assert old is not None
+            new: vs.Session | None = None
+            try:
+                reason = f"{frame.source or 'the bus'} activated {frame.agent}"
+                packet = await old.ahandoff(frame.agent, reason=reason)
+                new = await old.store.aresume(packet, agent=frame.agent)
+            except Exception as exc:  # the call stays with the previous worker
+                self._report(exc)
+            self._switches.pop(0)
+            if new is not None:
+                self._retire(old)
+                self._session = new
+                self._fenced_logged = False
+        held, self._held = self._held or [], None
+        for ev, outside in held:
+            self._record(ev, outside=outside)
+
     def _end(self, frame: Frame) -> None:
         self._settle()
         turn, self._turn, self._playing = self._turn, None, None
@@ -475,6 +516,9 @@ class Recorder:
     # -- writing -------------------------------------------------------------------------
 
     def _record(self, ev: vs.Event, *, outside: bool = False) -> bool:
+        if self._held is not None:  # the call is moving to another worker: these are the new one's
+            self._held.append((ev, outside))
+            return True
         session = self._session
         if session is None:
             return False  # no call yet (a worker waiting to be activated)
@@ -610,6 +654,8 @@ class Recorder:
 
     async def _flush(self) -> None:
         self._settle()
+        if self._switcher is not None:
+            await asyncio.shield(self._switcher)
         failures: list[BaseException] = []
         while self._retiring or self.outside:  # a drain may start more (rescued tool results)
             pending = [*self._retiring, *self.outside]
