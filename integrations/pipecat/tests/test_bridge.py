@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from kit import Call, PlayoutTransport, ScriptedLLM, ScriptedTTS
+from kit import Call, PlayoutTransport, ScriptedLLM, ScriptedTTS, run_workers, until
 from pipecat.frames.frames import EndFrame, FunctionCallResultProperties
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
@@ -15,7 +15,7 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 from pipecat.services.llm_service import FunctionCallParams
 from pipecat.workers.llm import LLMWorker, LLMWorkerActivationArgs, tool
 from pipecat.workers.runner import WorkerRunner
-from test_workers import until, user_says
+from test_workers import user_says
 
 import voicestate as vs
 from voicestate_pipecat import VoiceStateBridge, VoiceStateProcessor
@@ -75,15 +75,8 @@ async def test_each_turn_is_recorded_as_the_worker_that_said_it(store: vs.Store,
         for worker in (main, greeter, support):
             await worker.queue_frame(EndFrame())
 
-    async def drive() -> None:
-        try:
-            await conversation()
-        except BaseException:
-            await runner.cancel()
-            raise
-
     await runner.add_workers(greeter, support, main)
-    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 30)
+    await run_workers(runner, conversation)
 
     state = store.load("call-1")
     assert [(t.role, t.agent, t.text) for t in state.turns] == [

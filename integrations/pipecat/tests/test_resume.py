@@ -9,10 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kit import WORD_SECS, Call, PlayoutTransport, ScriptedLLM, ScriptedTTS
+from kit import WORD_SECS, Call, PlayoutTransport, ScriptedLLM, ScriptedTTS, until
 from pipecat.frames.frames import InterruptionFrame, LLMRunFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -25,13 +24,6 @@ import voicestate as vs
 from voicestate_pipecat import VoiceStateProcessor, resume_call
 
 CHILD = Path(__file__).with_name("child.py")
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_tool_running_at_the_handoff_is_pending_and_the_receiver_finishes_it(store: vs.Store) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from kit import Call, ScriptedLLM
+from kit import Call, ScriptedLLM, run_workers, until
 from pipecat.frames.frames import (
     EndFrame,
     FunctionCallResultProperties,
@@ -62,13 +62,6 @@ def user_says(text: str) -> list[Any]:
     return [UserStartedSpeakingFrame(), TranscriptionFrame(text, "caller", ""), UserStoppedSpeakingFrame()]
 
 
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_sales_technical_sales_each_worker_sees_the_whole_call(store: vs.Store) -> None:
     sales = Agent(
         "sales",
@@ -92,13 +85,6 @@ async def test_sales_technical_sales_each_worker_sees_the_whole_call(store: vs.S
     )
     sales.processor.session = await store.aopen("call-1", agent="sales")
 
-    async def drive() -> None:
-        try:
-            await conversation()
-        except BaseException:
-            await runner.cancel()  # stop the workers, so the failure shows instead of a hang
-            raise
-
     async def conversation() -> None:
         await sales.activated.wait()
         for frame in user_says("My wifi keeps dropping."):
@@ -120,7 +106,7 @@ async def test_sales_technical_sales_each_worker_sees_the_whole_call(store: vs.S
 
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(sales, technical)
-    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 30)
+    await run_workers(runner, conversation)
 
     state = store.load("call-1")
     assert (state.owner, state.epoch) == ("sales", 3)
@@ -181,14 +167,7 @@ async def test_a_handoff_that_cannot_be_redeemed_goes_back_to_the_sender(store: 
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(sales, technical)
 
-    async def drive() -> None:
-        try:
-            await conversation()
-        except BaseException:
-            await runner.cancel()
-            raise
-
-    await asyncio.wait_for(asyncio.gather(runner.run(), drive()), 30)
+    await run_workers(runner, conversation)
     state = store.load("call-1")
     assert (state.owner, state.epoch) == ("sales", 1)  # the sender never lost the call
     assert (
