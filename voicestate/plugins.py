@@ -12,6 +12,7 @@ from ._codec import decode_event, encode_event
 from ._convert import event_from_dict, event_to_dict, make_converter
 from ._events import SCHEMA_VERSION, event_types, field_kinds, register_event_type
 from ._keys import KeyRing, parse_keys
+from ._lazy import lazy, lazy_exports
 from ._open import register_backend
 from ._packet import TokenClaims, decode_token
 from ._plugins import (
@@ -41,6 +42,8 @@ __all__ = [
     "field_kinds",
     "get_plugin_manager",
     "hookimpl",
+    "lazy",
+    "lazy_exports",
     "make_converter",
     "parse_keys",
     "register_backend",

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import voicestate.plugins as vsp
 
-
-def _open(url: str, params: Mapping[str, str]) -> Any:
-    from ._backend import open_dynamodb
-
-    return open_dynamodb(url, params)
+_open = vsp.lazy("voicestate_dynamodb._backend", "open_dynamodb")
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

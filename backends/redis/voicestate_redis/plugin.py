@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import voicestate.plugins as vsp
 
-
-def _open(url: str, params: Mapping[str, str]) -> Any:
-    from ._backend import open_redis
-
-    return open_redis(url, params)
+_open = vsp.lazy("voicestate_redis._backend", "open_redis")
 
 
 @vsp.hookimpl

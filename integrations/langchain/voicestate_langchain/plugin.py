@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import voicestate.plugins as vsp
 
-
-def _render(state: Any, policy: Any) -> Any:
-    from ._format import render
-
-    return render(state, policy)
-
-
-def _parse(messages: Any) -> Any:
-    from ._format import parse
-
-    return parse(messages)
+_render = vsp.lazy("voicestate_langchain._format", "render")
+_parse = vsp.lazy("voicestate_langchain._format", "parse")
 
 
 @vsp.hookimpl

@@ -16,9 +16,10 @@ See docs/integrations/pipecat.md.
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from voicestate.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from ._bridge import AgentSwitchFrame, VoiceStateBridge
@@ -47,14 +48,7 @@ _WHERE = {
     "update_frame": "_format",
 }
 
-
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{where}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 try:

@@ -7,17 +7,8 @@ from typing import Any
 
 import voicestate.plugins as vsp
 
-
-def _render(state: Any, policy: Any) -> Any:
-    from ._format import render
-
-    return render(state, policy)
-
-
-def _parse(messages: Any) -> Any:
-    from ._format import parse
-
-    return parse(messages)
+_render = vsp.lazy("voicestate_pipecat._format", "render")
+_parse = vsp.lazy("voicestate_pipecat._format", "parse")
 
 
 @vsp.hookimpl
