@@ -14,6 +14,10 @@ safe for several threads; one that several OS processes can share (SQLite,
 Redis, DynamoDB) subclasses the ``MultiProcess*`` mixins, which add racing
 processes appending to, redeeming and taking over the same call. A process-local
 backend (``memory://``) uses ``BackendConformance`` and ``StoreConformance``.
+
+``voicestate.testing.asyncio_tests`` holds a pytest hook that runs ``async def``
+tests, each in a fresh event loop; a suite imports it into its ``conftest.py``
+(``from voicestate.testing.asyncio_tests import pytest_pyfunc_call``).
 """
 
 from __future__ import annotations

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 from collections.abc import Iterator
 
 import pytest
 
 import voicestate as vs
+from voicestate.testing.asyncio_tests import pytest_pyfunc_call  # noqa: F401  (a pytest hook: async tests)
 
 os.environ.setdefault("VOICESTATE_SIGNING_KEYS", "test:voicestate-langchain-test-key-0123456789")
 
@@ -19,13 +18,3 @@ def store() -> Iterator[vs.Store]:
     s = vs.open_store("memory://")
     yield s
     s.close()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests in a fresh event loop each."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(pyfuncitem.obj(**kwargs))
-    return True

@@ -5,8 +5,6 @@ signing keys are set so that packets verify in child processes."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import voicestate as vs
+from voicestate.testing.asyncio_tests import pytest_pyfunc_call  # noqa: F401  (a pytest hook: async tests)
 
 sys.path.insert(0, str(Path(__file__).parent))  # kit.py, scripts run in child processes
 
@@ -32,13 +31,3 @@ def store() -> Iterator[vs.Store]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'calls.db'}"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests in a fresh event loop each (Pipecat's own tests use one per test too)."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(pyfuncitem.obj(**kwargs))
-    return True
