@@ -22,6 +22,7 @@ from pipecat.workers.llm import LLMContextWorker, LLMWorker, LLMWorkerActivation
 import voicestate as vs
 
 from ._format import context_messages
+from ._recorder import RecordsCall
 
 METADATA_KEY = "voicestate"
 """The key of ``LLMWorkerActivationArgs.metadata`` that holds the handoff:
@@ -124,9 +125,10 @@ async def _bounce(worker: LLMWorker, args: Any, exc: BaseException, bounce: bool
     await worker.activate_worker(sender, args=back, deactivate_self=True)
 
 
-def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict[str, Any], str | None]:
+def _token(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> str | None:
+    """The handoff token ``args`` carry, ``None`` if they carry no handoff."""
     if args is None:
-        return {}, None
+        return None
     if isinstance(args, LLMWorkerActivationArgs):
         args = args.to_dict()
     if not isinstance(args, Mapping):
@@ -134,7 +136,7 @@ def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict
     meta = args.get("metadata") or {}
     ref = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
     if ref is None:
-        return dict(args), None
+        return None
     token = ref.get("token") if isinstance(ref, Mapping) else None
     if not isinstance(token, str):
         raise vs.PacketError(
@@ -142,7 +144,7 @@ def _ref(args: Mapping[str, Any] | LLMWorkerActivationArgs | None) -> tuple[dict
             f"activation metadata[{METADATA_KEY!r}] holds no handoff token (got {ref!r:.80}); "
             "hand off with voicestate_pipecat.hand_off or handoff_args",
         )
-    return dict(args), token
+    return token
 
 
 async def receive_handoff(
@@ -152,7 +154,7 @@ async def receive_handoff(
     *,
     agent: str | None = None,
     policy: vs.ContextPolicy | None = None,
-    recorder: Any = None,
+    recorder: RecordsCall | None = None,
     context: LLMContext | None = None,
     bounce: bool = True,
 ) -> vs.Session | None:
@@ -182,7 +184,7 @@ async def receive_handoff(
     (Pipecat's bus logs it). A malformed token bounces the same way.
     """
     try:
-        _, token = _ref(args)
+        token = _token(args)
     except vs.VoiceStateError as exc:
         await _bounce(worker, args, exc, bounce)
         raise
