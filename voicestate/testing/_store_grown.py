@@ -258,10 +258,12 @@ class GrownStoreConformance:
         assert store.calls(stale=True) == []
 
     def test_a_call_older_than_max_call_age_is_gone(self, store: Store) -> None:
-        store.config = attrs.evolve(store.config, max_call_age=0.3)
+        # An age long enough for a networked backend's open and load (several requests on a
+        # slow server) to finish inside it, short enough for a test.
+        store.config = attrs.evolve(store.config, max_call_age=1.5)
         store.open("call-1", agent="triage")
         assert store.load("call-1").seq == 1
-        time.sleep(0.35)
+        time.sleep(1.55)
         with pytest.raises(CallNotFound):
             store.load("call-1")
         assert store.calls() == []
