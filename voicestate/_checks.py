@@ -11,7 +11,6 @@ from ._codec import encode_event
 from ._config import StoreConfig
 from ._errors import InvalidEvent
 from ._events import (
-    NON_OWNER_TYPES,
     RESERVED_TYPES,
     AgentSpoke,
     Event,
@@ -186,10 +185,10 @@ def prepare_outside(events: Sequence[Event], config: StoreConfig) -> list[Item]:
         raise InvalidEvent("append() needs at least one event")
     items: list[Item] = []
     for ev in events:
-        if not isinstance(ev, NON_OWNER_TYPES):
+        if not (isinstance(ev, Event) and type(ev).OUTSIDE):
             raise InvalidEvent(
-                f"store.append() takes Note, ToolReturned, ToolCancelled and CallEnded; "
-                f"{type(ev).__name__} must be recorded by the call's owner"
+                f"store.append() takes Note, ToolReturned, ToolCancelled, CallEnded and plugin events "
+                f"marked OUTSIDE = True; {type(ev).__name__} must be recorded by the call's owner"
             )
         if config.redact is not None:
             ev = config.redact(ev)

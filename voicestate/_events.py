@@ -110,6 +110,9 @@ class Event:
     """
 
     TYPE: ClassVar[str] = "Event"
+    # True: anyone may append it with store.append (no ownership needed); a plugin's
+    # event type may say so too (a checkpoint written by whichever worker runs a graph).
+    OUTSIDE: ClassVar[bool] = False
 
     id: str = attrs.field(factory=new_event_id)
     at: float = attrs.field(factory=time.time)
@@ -223,6 +226,7 @@ class ToolReturned(Event):
     """A tool call finished with ``result`` or failed with ``error``; the first result wins."""
 
     TYPE: ClassVar[str] = "ToolReturned"
+    OUTSIDE: ClassVar[bool] = True
     call_id: str
     result: Any = None
     error: str | None = None
@@ -234,6 +238,7 @@ class ToolCancelled(Event):
     """A pending tool call was abandoned."""
 
     TYPE: ClassVar[str] = "ToolCancelled"
+    OUTSIDE: ClassVar[bool] = True
     call_id: str
     reason: str | None = None
 
@@ -257,6 +262,7 @@ class Note(Event):
     """Free text for humans (e.g. a supervisor's remark)."""
 
     TYPE: ClassVar[str] = "Note"
+    OUTSIDE: ClassVar[bool] = True
     text: str
 
 
@@ -301,6 +307,7 @@ class CallEnded(Event):
     """The call is over; nobody owns it any more."""
 
     TYPE: ClassVar[str] = "CallEnded"
+    OUTSIDE: ClassVar[bool] = True
     reason: str | None = None
 
 
@@ -330,7 +337,7 @@ CORE_TYPES: tuple[type[Event], ...] = (
 )
 
 NON_OWNER_TYPES: tuple[type[Event], ...] = (Note, ToolReturned, ToolCancelled, CallEnded)
-"""Events anyone may append with ``store.append`` (no ownership needed)."""
+"""The core's events anyone may append with ``store.append`` (``OUTSIDE``; plugins may add theirs)."""
 
 RESERVED_TYPES: tuple[type[Event], ...] = (CallStarted, OwnerChanged, HandedOff, HandoffCancelled)
 """Events only the store and session write themselves (via open, handoff, resume)."""

@@ -169,14 +169,24 @@ class Store:
         self.config.check_tenant(call_id, state.tenant)
         return state
 
-    def _load_log(self, call_id: str) -> Flow[list[StoredEvent]]:
+    def _load_log(self, call_id: str, after: int = 0) -> Flow[list[StoredEvent]]:
         check_call_id(call_id)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigError(f"events(after=...) is a seq (an int >= 0), not {after!r:.40}")
         meta = yield from self.tiers.meta(call_id)
         if meta is None:
             raise CallNotFound(f"no call {call_id!r} in {self!r}")
-        log = yield from self.tiers.load(call_id, meta)
-        self._check_tenant_first(call_id, log[0])
-        return log
+        if after == 0:
+            log = yield from self.tiers.load(call_id, meta)
+            self._check_tenant_first(call_id, log[0])
+            return log
+        yield from self._tenant_guard(call_id)
+        if after >= meta.seq:
+            return []
+        at = yield from self.tiers.load_at(call_id, after)
+        if at is None:  # the call went between the two reads
+            raise CallNotFound(f"no call {call_id!r} in {self!r}")
+        return (yield from self.tiers.load(call_id, meta, after + 1, at.chain))
 
     def _tenant_guard(self, call_id: str) -> Flow[None]:
         """The tenant check for writes that do not load the call: one read of its first event."""
@@ -192,12 +202,16 @@ class Store:
             started = decode_event(first.data, first.seq, first.chain)
             self.config.check_tenant(call_id, getattr(started, "tenant", None))
 
-    def events(self, call_id: str) -> list[Event]:
-        """Every event of the call, decoded, with ``seq`` and ``chain`` set."""
-        return [decode_stored(se.data, se.seq, se.chain) for se in run(self._load_log(call_id))]
+    def events(self, call_id: str, *, after: int = 0) -> list[Event]:
+        """The call's events after seq ``after`` (0: all of them), decoded, with ``seq`` and ``chain`` set.
 
-    async def aevents(self, call_id: str) -> list[Event]:
-        return [decode_stored(se.data, se.seq, se.chain) for se in await arun(self._load_log(call_id))]
+        A reader that keeps up with a call passes the seq of the last event it holds:
+        one metadata read and the tail, however long the call.
+        """
+        return [decode_stored(se.data, se.seq, se.chain) for se in run(self._load_log(call_id, after))]
+
+    async def aevents(self, call_id: str, *, after: int = 0) -> list[Event]:
+        return [decode_stored(se.data, se.seq, se.chain) for se in await arun(self._load_log(call_id, after))]
 
     def append(self, call_id: str, *events: Event) -> int:
         """Append from outside the owner: ``Note``, ``ToolReturned``, ``ToolCancelled``, ``CallEnded``.

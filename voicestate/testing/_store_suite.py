@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import attrs
 import pytest
 
-from .._errors import CallNotFound, FencedError, InvalidEvent, OwnershipError, PacketError
+from .._errors import CallNotFound, ConfigError, FencedError, InvalidEvent, OwnershipError, PacketError
 from .._events import (
     AgentSpoke,
     CallEnded,
+    Event,
     Interrupted,
     Note,
     SlotsSet,
     ToolCalled,
     ToolReturned,
     UserSpoke,
+    register_event_type,
 )
 from .._open import open_store
 from .._store import Store
@@ -27,6 +29,23 @@ from ._helpers import spawn
 from ._store_grown import GrownMultiProcessStoreConformance, GrownStoreConformance, _proc_resume
 
 KEYS = "t1:conformance-secret-0123456789"
+
+
+@register_event_type
+@attrs.frozen
+class _OutsideMark(Event):
+    """A plugin's event anyone may append (``OUTSIDE``), as a checkpointer's."""
+
+    TYPE: ClassVar[str] = "voicestate.testing.OutsideMark"
+    OUTSIDE: ClassVar[bool] = True
+    label: str = ""
+
+
+@register_event_type
+@attrs.frozen
+class _OwnerMark(Event):
+    TYPE: ClassVar[str] = "voicestate.testing.OwnerMark"
+    label: str = ""
 
 
 def _all_tiers_hold(store: Store, call_id: str, text: str) -> list[str]:
@@ -214,6 +233,29 @@ class StoreConformance(GrownStoreConformance):
         with pytest.raises(InvalidEvent, match="owner"):
             store.append("call-1", UserSpoke("spoofed"))
         assert store.load("call-1").seq == before.seq
+
+    def test_append_takes_a_plugin_event_marked_outside(self, store: Store) -> None:
+        s = self._triage(store)
+        s.end("hung up")
+        seq = store.append("call-1", _OutsideMark(label="after the end"))  # e.g. a graph checkpoint
+        back = store.events("call-1")[-1]
+        assert (type(back), back.seq, back.label) == (_OutsideMark, seq, "after the end")  # type: ignore[attr-defined]
+        with pytest.raises(InvalidEvent, match="OUTSIDE"):
+            store.append("call-1", _OwnerMark(label="x"))
+        assert store.load("call-1").seq == seq
+
+    def test_events_after_a_seq_are_the_tail(self, store: Store) -> None:
+        s = self._triage(store)
+        s.record(UserSpoke("one"), AgentSpoke("two"))
+        every = store.events("call-1")
+        for after in range(len(every) + 2):
+            tail = store.events("call-1", after=after)
+            assert [(e.id, e.seq, e.chain) for e in tail] == [(e.id, e.seq, e.chain) for e in every[after:]]
+        assert [e.id for e in asyncio.run(store.aevents("call-1", after=1))] == [e.id for e in every[1:]]
+        with pytest.raises(ConfigError):
+            store.events("call-1", after=-1)
+        with pytest.raises(CallNotFound):
+            store.events("nope", after=3)
 
     def test_append_to_missing_call(self, store: Store) -> None:
         with pytest.raises(CallNotFound):
