@@ -59,6 +59,13 @@ def _package(member: str) -> str:
     return found[0]
 
 
+def _with(member: Path) -> list[str]:
+    """`-e <dir>` for each workspace member that `member`'s tests need beside it: its
+    pyproject's `[tool.voicestate] test-with` (a test extra cannot name a workspace path)."""
+    table = tomllib.loads((ROOT / member / "pyproject.toml").read_text(encoding="utf-8"))
+    return [arg for d in table.get("tool", {}).get("voicestate", {}).get("test-with", []) for arg in ("-e", d)]
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
     """A call with a barge-in, a running tool call and a handoff to a second process."""
@@ -98,7 +105,7 @@ def tests(session: nox.Session, target: str) -> None:
     else:
         member = MEMBERS[target]
         # The core's test extra too: the same pytest plugins as the core (the root config sets a timeout).
-        session.install("-e", ".[test]", "-e", f"{member}[test]")
+        session.install("-e", ".[test]", *_with(member), "-e", f"{member}[test]")
         session.chdir(member)
         session.run("pytest", *(session.posargs or ["tests"]))
 
@@ -153,7 +160,7 @@ def typing(session: nox.Session, target: str) -> None:
         session.run("mypy")
     else:
         member = MEMBERS[target]
-        session.install("-e", ".[test]", "-e", f"{member}[test]", "mypy==2.4.1")
+        session.install("-e", ".[test]", *_with(member), "-e", f"{member}[test]", "mypy==2.4.1")
         session.run("mypy", str(member / _package(target)))  # the root's [tool.mypy] (strict) applies
 
 

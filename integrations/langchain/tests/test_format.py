@@ -97,6 +97,12 @@ def test_a_fresh_process_finds_the_member_through_the_entry_point_group() -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["HumanMessage"]
-    code = "import sys, voicestate as vs\nvs.open_store().close()\nprint('langchain_core' in sys.modules)\n"
+    code = (
+        "import sys, voicestate as vs\n"
+        "store = vs.open_store()\n"
+        "store.open('c', agent='a').record(vs.Note('x'))\n"
+        "print(store.events('c')[-1].TYPE, vs.Event.__subclasses__()[-1].TYPE)\n"  # the event types: registered
+        "print('langchain_core' in sys.modules, 'langgraph' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == ["False"]
+    assert out.stdout.split() == ["Note", "lg.Cleared", "False", "False"]

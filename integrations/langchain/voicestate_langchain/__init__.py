@@ -3,6 +3,9 @@
 - The context format ``"langchain"``: ``session.context("langchain")`` is a
   ``list[BaseMessage]`` rendered with the call's context policy, and
   ``vs.parse_context("langchain", messages)`` turns messages back into events.
+- :class:`VoiceStateSaver`: a LangGraph checkpointer whose threads live in a
+  voicestate store; a thread that is a voice call has the call's conversation
+  as its messages and records what the graph adds as the call's events.
 - :class:`VoiceStateChatMessageHistory`: a ``BaseChatMessageHistory`` that
   reads a call's context and writes through the owning session.
 """
@@ -16,10 +19,11 @@ from voicestate.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from ._history import VoiceStateChatMessageHistory
+    from ._saver import VoiceStateSaver
 
 # LangChain is imported on first use of a name, not with the package: the entry point
 # (voicestate_langchain.plugin) loads this package in every process that opens a store.
-_WHERE = {"VoiceStateChatMessageHistory": "_history"}
+_WHERE = {"VoiceStateChatMessageHistory": "_history", "VoiceStateSaver": "_saver"}
 
 __getattr__ = lazy_exports(__name__, _WHERE)
 
@@ -29,4 +33,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["VoiceStateChatMessageHistory"]
+__all__ = ["VoiceStateChatMessageHistory", "VoiceStateSaver"]

@@ -13,3 +13,12 @@ _parse = vsp.lazy("voicestate_langchain._format", "parse")
 @vsp.hookimpl
 def register_formats(register: Callable[..., None]) -> None:
     register("langchain", _render, _parse)
+
+
+@vsp.hookimpl
+def register_event_types(register: Callable[..., None]) -> None:
+    # The event classes import only attrs and voicestate: cheap to load in every process.
+    from ._events import EVENT_TYPES
+
+    for cls in EVENT_TYPES:
+        register(cls)

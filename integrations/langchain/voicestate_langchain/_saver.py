@@ -1,0 +1,898 @@
+"""``VoiceStateSaver``: a LangGraph checkpointer on a voicestate store.
+
+Every thread is the log of a call in the store, read incrementally (one
+metadata read and the tail) and folded in memory (:mod:`._threads`).
+
+- A **voice call** bound to the session the app holds (``session=`` or
+  :meth:`VoiceStateSaver.bind`): the graph's messages are the call's
+  conversation. A checkpoint's messages are the call's context rendered for
+  the session's agent now (what the caller and every agent said, only what the
+  caller heard of an interrupted turn); what the graph adds is recorded as the
+  call's events (``UserSpoke``, ``AgentSpoke``, ``ToolCalled``,
+  ``ToolReturned``) through the session, fenced like every owner write, and
+  never stored again in a checkpoint. The other channels are the agent's
+  private state in the call.
+- Any other thread is a **plain thread**: a call the saver opens for it (meta
+  ``{"langgraph": "thread"}``, ended at once, so it has no owner, lease or
+  place among live calls; it is kept for the store's ``retention``) and
+  writes with ``store.append``, so any worker may write any thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+import voicestate as vs
+
+from ._compact import Names, pack_cp, pack_meta
+from ._events import Checkpointed, ThreadCleared, WritesPut
+from ._format import parse
+from ._threads import CALL_VALUE, INPUT_IDS, INPUT_VALUE, PLAIN, Stored, Thread
+
+# The checkpoint a call thread starts from when this agent's graph has none: the call's
+# conversation so far, at version 0 of the messages channel.
+START_ID = "00000000-0000-6000-8000-000000000000"
+START = "__start__"  # LangGraph's input channel
+Events = list[vs.Event]
+Ids = list[str]
+_APPEND_BATCH = 64  # events per store.append when a thread is copied or rebuilt
+
+
+class VoiceStateSaver(BaseCheckpointSaver[int]):
+    """A LangGraph checkpointer whose threads live in ``store``.
+
+    ``session``: the owner's session of a voice call; the thread whose
+    ``thread_id`` is its call id is that call (bind more with :meth:`bind`).
+    ``policy``: the context policy that renders a call's messages.
+    ``messages_key``: the state key holding the messages (``"messages"`` for
+    ``MessagesState`` and ``create_agent``). ``agent``: the name plain threads
+    are opened under. ``serde``: LangGraph's serializer for channel values.
+    ``cache``: how many threads are kept folded in memory.
+    """
+
+    def __init__(
+        self,
+        store: vs.Store,
+        *,
+        session: vs.Session | None = None,
+        policy: vs.ContextPolicy | None = None,
+        messages_key: str = "messages",
+        agent: str = "langgraph",
+        serde: SerializerProtocol | None = None,
+        cache: int = 256,
+    ) -> None:
+        if not isinstance(store, vs.Store):
+            raise vs.ConfigError(f"store must be a voicestate Store (vs.open_store(...)), not {type(store).__name__}")
+        if not isinstance(agent, str) or not agent:
+            raise vs.ConfigError(f"agent must name who opens plain threads, not {agent!r}")
+        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 1:
+            raise vs.ConfigError(f"cache is how many threads to keep in memory (an int >= 1), not {cache!r}")
+        super().__init__(serde=serde)
+        self.store = store
+        self.policy = policy
+        self.messages_key = messages_key
+        self.agent = agent
+        self._cache_size = cache
+        self._threads: OrderedDict[str, Thread] = OrderedDict()
+        self._sessions: dict[str, vs.Session] = {}
+        self._rendered: dict[str, tuple[int, builtins.list[BaseMessage]]] = {}
+        self._lock = threading.RLock()
+        self._session_locks: dict[str, threading.Lock] = {}  # call id -> lock
+        if session is not None:
+            self.bind(session)
+
+    # -- binding sessions ----------------------------------------------------------------
+
+    def bind(self, session: vs.Session) -> None:
+        """Make the thread ``session.call_id`` that voice call, written through ``session``."""
+        if not isinstance(session, vs.Session):
+            raise vs.ConfigError(f"bind() takes a voicestate Session, not {type(session).__name__}")
+        with self._lock:
+            self._sessions[session.call_id] = session
+            self._rendered.pop(session.call_id, None)
+
+    def unbind(self, call_id: str) -> vs.Session | None:
+        """Forget the session of ``call_id`` (the thread is then read-only); the session, if one was bound."""
+        with self._lock:
+            self._rendered.pop(call_id, None)
+            self._session_locks.pop(call_id, None)
+            return self._sessions.pop(call_id, None)
+
+    @property
+    def session(self) -> vs.Session | None:
+        """The session bound first (the one given as ``session=``), if any."""
+        with self._lock:
+            return next(iter(self._sessions.values()), None)
+
+    def get_next_version(self, current: int | None, channel: None = None) -> int:
+        if current is None:
+            return 1
+        if isinstance(current, bool) or not isinstance(current, int):
+            raise vs.InvalidArgument(
+                f"channel version {current!r:.40} is not an int: this thread was written by another checkpointer"
+            )
+        return current + 1
+
+    # -- the thread cache ----------------------------------------------------------------
+
+    def _thread(self, thread_id: str) -> Thread:
+        with self._lock:
+            th = self._threads.get(thread_id)
+            if th is None:
+                th = self._threads[thread_id] = Thread(thread_id)
+                while len(self._threads) > self._cache_size:
+                    self._threads.popitem(last=False)
+            else:
+                self._threads.move_to_end(thread_id)
+            return th
+
+    def _fold(self, th: Thread, tail: Events | None) -> bool:
+        """Fold a tail read from ``th.seq - 1``; False when the log was replaced (read it all)."""
+        with self._lock:
+            if tail is None:  # no such call
+                th.reset()
+                return True
+            if not th.continues(tail):
+                th.reset()
+                return False
+            th.fold(tail)
+            return True
+
+    def _refresh(self, thread_id: str) -> Thread:
+        th = self._thread(thread_id)
+        for _ in range(2):
+            try:
+                tail = self.store.events(thread_id, after=max(th.seq - 1, 0))
+            except vs.CallNotFound:
+                tail = None
+            if self._fold(th, tail):
+                break
+        return th
+
+    async def _arefresh(self, thread_id: str) -> Thread:
+        th = self._thread(thread_id)
+        for _ in range(2):
+            try:
+                tail = await self.store.aevents(thread_id, after=max(th.seq - 1, 0))
+            except vs.CallNotFound:
+                tail = None
+            if self._fold(th, tail):
+                break
+        return th
+
+    def _settle(self, th: Thread, seq: int, events: Sequence[vs.Event], owner: str, before: int) -> None:
+        """After our write: fold it in place when nothing else was stored since ``before``."""
+        with self._lock:
+            if th.seq != before or seq != before + len(events):
+                return  # others wrote in between: the next read folds the tail in order
+            for i, ev in enumerate(events, start=before + 1):
+                th.apply(attrs.evolve(ev, agent=owner or ev.agent, seq=i))
+            th.seq, th.chain = seq, None
+
+    # -- what is a thread ----------------------------------------------------------------
+
+    def _bound(self, thread_id: str) -> vs.Session | None:
+        with self._lock:
+            return self._sessions.get(thread_id)
+
+    def _session_lock(self, session: vs.Session) -> threading.Lock:
+        """The lock that keeps a session's sync calls one at a time (a session is not thread-safe)."""
+        with self._lock:
+            lock = self._session_locks.get(session.call_id)
+            if lock is None:
+                lock = self._session_locks[session.call_id] = threading.Lock()
+            return lock
+
+    def _owner(self, th: Thread, session: vs.Session | None) -> str | None:
+        """Whose checkpoints the thread shows: the session's agent, ``""`` (plain), None (any writer)."""
+        if session is not None:
+            return session.agent
+        return None if th.kind == "call" else ""
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, ns, cid = _address(config)
+        session = self._bound(thread_id)
+        th = self._refresh(thread_id)
+        found = self._pick(th, session, ns, cid)
+        if found is None:
+            return None
+        render = self._renderer(th, session, ns, found)
+        if render is not None and render.needs_state:
+            render.state = self._state(thread_id, session)
+        return self._tuple(th, found, render)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, ns, cid = _address(config)
+        session = self._bound(thread_id)
+        th = await self._arefresh(thread_id)
+        found = self._pick(th, session, ns, cid)
+        if found is None:
+            return None
+        render = self._renderer(th, session, ns, found)
+        if render is not None and render.needs_state:
+            render.state = await self._astate(thread_id, session)
+        return self._tuple(th, found, render)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        for thread_id in self._list_threads(config):
+            session = self._bound(thread_id)
+            th = self._refresh(thread_id)
+            picked = self._listed(th, session, config, filter, before)
+            state: vs.CallState | None = None
+            for found in picked:
+                if limit is not None and limit <= 0:
+                    return
+                render = self._renderer(th, session, found.ns, found)
+                if render is not None and render.needs_state:
+                    state = state or self._state(thread_id, session)
+                    render.state = state
+                if limit is not None:
+                    limit -= 1
+                yield self._tuple(th, found, render)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        threads = [config["configurable"]["thread_id"]] if config else await self._alist_threads()
+        for thread_id in threads:
+            session = self._bound(thread_id)
+            th = await self._arefresh(thread_id)
+            picked = self._listed(th, session, config, filter, before)
+            state: vs.CallState | None = None
+            for found in picked:
+                if limit is not None and limit <= 0:
+                    return
+                render = self._renderer(th, session, found.ns, found)
+                if render is not None and render.needs_state:
+                    state = state or await self._astate(thread_id, session)
+                    render.state = state
+                if limit is not None:
+                    limit -= 1
+                yield self._tuple(th, found, render)
+
+    def _list_threads(self, config: RunnableConfig | None) -> Ids:
+        if config:
+            return [config["configurable"]["thread_id"]]
+        return [info.call_id for info in self.store.calls()]
+
+    async def _alist_threads(self) -> Ids:
+        return [info.call_id for info in await self.store.acalls()]
+
+    def _pick(self, th: Thread, session: vs.Session | None, ns: str, cid: str | None) -> Stored | None:
+        with self._lock:
+            if th.kind is None:
+                return None
+            owner = self._owner(th, session)
+            if cid is not None:
+                if cid == START_ID and self._starts_from_call(th, ns):
+                    return self._start(th, session)
+                if owner is None:
+                    return next((s for s in th.each(None, ns) if s.id == cid), None)
+                return th.find(owner, ns, cid)
+            latest = next(th.each(owner, ns), None)
+            if latest is None and self._starts_from_call(th, ns):
+                return self._start(th, session)
+            return latest
+
+    def _listed(
+        self,
+        th: Thread,
+        session: vs.Session | None,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+    ) -> builtins.list[Stored]:
+        conf = config["configurable"] if config else {}
+        ns = conf.get("checkpoint_ns")
+        cid = get_checkpoint_id(config) if config else None
+        below = get_checkpoint_id(before) if before else None
+        with self._lock:
+            if th.kind is None:
+                return []
+            owner = self._owner(th, session)
+            out = []
+            for s in th.each(owner, ns):
+                if cid is not None and s.id != cid:
+                    continue
+                if below is not None and s.id >= below:
+                    continue
+                if filter and not _matches(self._metadata(s), filter):
+                    continue
+                out.append(s)
+            return out
+
+    def _starts_from_call(self, th: Thread, ns: str) -> bool:
+        return th.kind == "call" and ns == ""
+
+    def _start(self, th: Thread, session: vs.Session | None) -> Stored:
+        """The checkpoint a voice call's thread starts from: the call's conversation, nothing else."""
+        cp = {
+            "v": 4,
+            "id": START_ID,
+            "ts": "1970-01-01T00:00:00+00:00",
+            "channel_versions": {self.messages_key: 0},
+            "versions_seen": {},
+            "updated_channels": None,
+        }
+        meta = {"source": "update", "step": -1, "parents": {}}
+        owner = session.agent if session is not None else ""
+        return Stored(START_ID, owner, "", cp, meta, None, {self.messages_key: (0, None)}, 0)
+
+    def _state(self, call_id: str, session: vs.Session | None) -> vs.CallState:
+        if session is None:
+            return self.store.load(call_id)
+        th = self._thread(call_id)
+        if th.seq > session.seq:  # others wrote since the session last read
+            with self._session_lock(session):
+                return session.refresh()
+        return session.state
+
+    async def _astate(self, call_id: str, session: vs.Session | None) -> vs.CallState:
+        if session is None:
+            return await self.store.aload(call_id)
+        th = self._thread(call_id)
+        if th.seq > session.seq:
+            return await session.arefresh()
+        return session.state
+
+    def _renderer(self, th: Thread, session: vs.Session | None, ns: str, found: Stored) -> _Render | None:
+        if th.kind != "call" or ns != "":
+            return None
+        with self._lock:
+            refers = _refers_to_call(th, found)
+        return _Render(session) if refers else None
+
+    def _messages(self, render: _Render) -> builtins.list[BaseMessage]:
+        state = render.state
+        assert state is not None
+        agent = render.session.agent if render.session is not None else None
+        with self._lock:
+            cached = self._rendered.get(state.call_id)
+            if cached is not None and cached[0] == state.seq and render.session is not None:
+                return list(cached[1])
+        messages: builtins.list[BaseMessage] = state.context("langchain", self.policy, agent=agent)
+        for i, m in enumerate(messages):
+            m.id = f"vs:{i}"  # from the call: never recorded again (see _new_message_events)
+        if render.session is not None:
+            with self._lock:
+                self._rendered[state.call_id] = (state.seq, messages)
+        return list(messages)
+
+    def _tuple(self, th: Thread, found: Stored, render: _Render | None) -> CheckpointTuple:
+        values: dict[str, Any] = {}
+        with self._lock:
+            blobs = {ch: th.value(found, ch, ver) for ch, ver in found.cp["channel_versions"].items()}
+            pending = th.pending(found.owner, found.ns, found.id)
+        for channel, (ok, blob) in blobs.items():
+            if not ok:
+                continue
+            if blob is None:
+                if render is not None:
+                    values[channel] = self._messages(render)
+            elif blob[0] == INPUT_VALUE:
+                key = blob[1].decode("ascii")
+                with self._lock:
+                    texts = th.inputs.get(key, [])
+                values[channel] = {
+                    self.messages_key: [HumanMessage(t, id=f"vs:in:{key}:{n}") for n, t in enumerate(texts)]
+                }
+            elif blob[0] != "empty":
+                values[channel] = self.serde.loads_typed(blob)
+        conf = {"thread_id": th.id, "checkpoint_ns": found.ns}
+        return CheckpointTuple(
+            config={"configurable": {**conf, "checkpoint_id": found.id}},
+            checkpoint={**found.cp, "channel_values": values},  # type: ignore[typeddict-item]
+            metadata=self._metadata(found),
+            parent_config={"configurable": {**conf, "checkpoint_id": found.parent}} if found.parent else None,
+            pending_writes=[(w.task, w.channel, self.serde.loads_typed(w.value)) for w in pending],
+        )
+
+    def _metadata(self, found: Stored) -> CheckpointMetadata:
+        meta = found.meta
+        if isinstance(meta, list) and len(meta) == 3 and meta[0] == "serde":
+            loaded: CheckpointMetadata = self.serde.loads_typed((meta[1], base64.b64decode(meta[2])))
+            return loaded
+        return meta  # type: ignore[no-any-return]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, ns, _ = _address(config)
+        session = self._bound(thread_id)
+        th = self._thread(thread_id) if session is not None else self._known(thread_id)
+        events, ids, inputs = self._checkpoint_events(th, session, config, checkpoint, metadata, new_versions)
+        self._write(th, session, events, ids, inputs)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, ns, _ = _address(config)
+        session = self._bound(thread_id)
+        th = self._thread(thread_id) if session is not None else await self._aknown(thread_id)
+        events, ids, inputs = self._checkpoint_events(th, session, config, checkpoint, metadata, new_versions)
+        await self._awrite(th, session, events, ids, inputs)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        thread_id = config["configurable"]["thread_id"]
+        session = self._bound(thread_id)
+        th = self._thread(thread_id) if session is not None else self._known(thread_id)
+        events, ids = self._write_events(th, session, config, writes, task_id, task_path)
+        if events:
+            self._write(th, session, events, ids)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        thread_id = config["configurable"]["thread_id"]
+        session = self._bound(thread_id)
+        th = self._thread(thread_id) if session is not None else await self._aknown(thread_id)
+        events, ids = self._write_events(th, session, config, writes, task_id, task_path)
+        if events:
+            await self._awrite(th, session, events, ids)
+
+    def _known(self, thread_id: str) -> Thread:
+        """The thread, with its kind known (a write to a voice call needs its session)."""
+        th = self._thread(thread_id)
+        if th.kind is None:
+            th = self._refresh(thread_id)
+        self._check_writable(th)
+        return th
+
+    async def _aknown(self, thread_id: str) -> Thread:
+        th = self._thread(thread_id)
+        if th.kind is None:
+            th = await self._arefresh(thread_id)
+        self._check_writable(th)
+        return th
+
+    def _check_writable(self, th: Thread) -> None:
+        if th.kind == "call":
+            raise vs.OwnershipError(
+                f"thread {th.id!r} is a voice call: write it through its owner's session "
+                "(VoiceStateSaver(store, session=...) or saver.bind(session))"
+            )
+
+    def _checkpoint_events(
+        self,
+        th: Thread,
+        session: vs.Session | None,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> tuple[Events, Ids, Ids]:
+        _, ns, parent = _address(config)
+        values = checkpoint["channel_values"]
+        call_root = session is not None and ns == ""
+        events: Events = []
+        ids: Ids = []
+        inputs: Ids = []
+        versions = checkpoint["channel_versions"]
+        blobs: dict[str, builtins.list[Any]] = {}
+        for channel, version in new_versions.items():
+            texts = _human_inputs(values.get(channel), self.messages_key) if call_root and channel == START else None
+            if call_root and channel == self.messages_key:
+                new, ids = self._new_message_events(th, values.get(channel) or [])
+                events.extend(new)
+                entry = [CALL_VALUE, ""]
+            elif texts is not None:
+                # The graph's input: recorded now, in the order the caller said it, not stored twice.
+                key = _short(checkpoint["id"])
+                events.extend(vs.UserSpoke(t, id=f"{INPUT_IDS}{key}:{n}") for n, t in enumerate(texts))
+                inputs.extend(texts)
+                entry = [INPUT_VALUE, key]
+            elif channel in values:
+                entry = self._dump(values[channel])
+            else:
+                entry = ["empty", ""]
+            blobs[channel] = entry if versions.get(channel) == version else [*entry, version]
+        meta = get_checkpoint_metadata(config, metadata)
+        stored_meta: Any = meta if _is_json(meta) else ["serde", *self._dump(meta)]
+        parent = None if parent == START_ID else parent  # the call's start is not a stored checkpoint
+        owner = session.agent if session is not None else ""
+        with self._lock:
+            candidates = [th.find(owner, ns, parent) if parent else None, *th.recent.get((owner, ns), ())]
+            bases = list({id(b): b for b in candidates}.values())
+            options = [_checkpointed(ns, checkpoint, stored_meta, parent, blobs, b) for b in bases]
+        best = min(options, key=_size) if len(options) > 1 else options[0]
+        events.append(best)
+        return events, ids, inputs
+
+    def _write_events(
+        self,
+        th: Thread,
+        session: vs.Session | None,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> tuple[Events, Ids]:
+        _, ns, cid = _address(config)
+        if cid is None:
+            raise vs.InvalidArgument("put_writes needs the checkpoint_id of the checkpoint the writes belong to")
+        if session is not None and ns == "" and any(channel == self.messages_key for channel, _ in writes):
+            # A task that wrote the conversation: its messages are recorded with the next
+            # checkpoint, in the order the graph applied them, and not stored twice. Its writes
+            # are all or nothing, so after a crash before that checkpoint the task runs again.
+            return [], []
+        owner = session.agent if session is not None else ""
+        stored: builtins.list[builtins.list[Any]] = []
+        with self._lock:
+            for i, (channel, value) in enumerate(writes):
+                idx = WRITES_IDX_MAP.get(channel, i)
+                if idx >= 0 and th.has_write(owner, ns, cid, task_id, idx):
+                    continue  # stored already: a task's regular writes are stored once
+                stored.append([idx, channel, *self._dump(value)])
+        if not stored:
+            return [], []
+        return [WritesPut(ns=ns, cid=cid, task=task_id, path=task_path, writes=stored)], []
+
+    def _new_message_events(self, th: Thread, messages: Sequence[Any]) -> tuple[Events, Ids]:
+        """The events of the messages the call does not hold yet, with ids derived from theirs."""
+        events: Events = []
+        ids: Ids = []
+        for m in messages:
+            if not isinstance(m, BaseMessage):
+                continue  # the reducer's input forms (dicts, tuples) reach the state as messages
+            mid = m.id
+            if mid is not None and (mid.startswith("vs:") or mid in th.recorded):
+                continue
+            if isinstance(m, HumanMessage) and m.content in th.pending_inputs:
+                th.pending_inputs.remove(m.content)  # the graph's input, recorded with the input checkpoint
+                if mid is not None:
+                    ids.append(mid)
+                continue
+            parsed = parse([m])
+            if mid is not None:  # the same message recorded again (a retried put) is stored once
+                key = _short(mid)
+                parsed = [attrs.evolve(ev, id=f"lc:{key}:{k}") for k, ev in enumerate(parsed)]
+                ids.append(mid)
+            events.extend(parsed)
+        return events, ids
+
+    def _dump(self, value: Any) -> Ids:
+        kind, data = self.serde.dumps_typed(value)
+        return [kind, base64.b64encode(data).decode("ascii")]
+
+    def _write(
+        self, th: Thread, session: vs.Session | None, events: Events, ids: Ids, inputs: Sequence[str] = ()
+    ) -> None:
+        before = th.seq
+        if session is not None:
+            with self._session_lock(session):  # LangGraph saves from several threads at once
+                seq = session.record(*events)
+        else:
+            seq = self._append_plain(th.id, events)
+        self._done(th, session, seq, events, ids, inputs, before)
+
+    async def _awrite(
+        self, th: Thread, session: vs.Session | None, events: Events, ids: Ids, inputs: Sequence[str] = ()
+    ) -> None:
+        before = th.seq
+        if session is not None:
+            seq = await session.arecord(*events)
+        else:
+            seq = await self._aappend_plain(th.id, events)
+        self._done(th, session, seq, events, ids, inputs, before)
+
+    def _done(
+        self,
+        th: Thread,
+        session: vs.Session | None,
+        seq: int,
+        events: Events,
+        ids: Ids,
+        inputs: Sequence[str],
+        before: int,
+    ) -> None:
+        with self._lock:
+            th.recorded.update(ids)
+            th.pending_inputs.extend(inputs)
+            if th.kind is None:
+                return  # a thread created just now: the next read folds it from the start
+        self._settle(th, seq, events, session.agent if session is not None else "", before)
+
+    def _append_plain(self, thread_id: str, events: Sequence[vs.Event]) -> int:
+        try:
+            return self.store.append(thread_id, *events)
+        except vs.CallNotFound:
+            self._create(thread_id)
+            return self.store.append(thread_id, *events)
+
+    async def _aappend_plain(self, thread_id: str, events: Sequence[vs.Event]) -> int:
+        try:
+            return await self.store.aappend(thread_id, *events)
+        except vs.CallNotFound:
+            await self._acreate(thread_id)
+            return await self.store.aappend(thread_id, *events)
+
+    def _create(self, thread_id: str) -> None:
+        try:
+            with self.store.open(thread_id, agent=self.agent, meta={"langgraph": PLAIN}) as s:
+                s.end("langgraph thread")
+        except vs.OwnershipError:
+            pass  # another worker created it first
+
+    async def _acreate(self, thread_id: str) -> None:
+        try:
+            s = await self.store.aopen(thread_id, agent=self.agent, meta={"langgraph": PLAIN})
+        except vs.OwnershipError:
+            return
+        async with s:
+            await s.aend("langgraph thread")
+
+    # -- deleting, copying, pruning ------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        session = self._bound(thread_id)
+        if session is not None:
+            th = self._thread(thread_id)
+            self._write(th, session, [ThreadCleared()], [])
+            return
+        th = self._known(thread_id)
+        self.store.delete(thread_id)
+        with self._lock:
+            th.reset()
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        session = self._bound(thread_id)
+        if session is not None:
+            th = self._thread(thread_id)
+            await self._awrite(th, session, [ThreadCleared()], [])
+            return
+        th = await self._aknown(thread_id)
+        await self.store.adelete(thread_id)
+        with self._lock:
+            th.reset()
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        src = self._plain_source(self._refresh(source_thread_id))
+        if src is None:
+            return
+        self._known(target_thread_id)
+        for batch in _batches(self._copies(src, keep_all=True)):
+            self._append_plain(target_thread_id, batch)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        src = self._plain_source(await self._arefresh(source_thread_id))
+        if src is None:
+            return
+        await self._aknown(target_thread_id)
+        for batch in _batches(self._copies(src, keep_all=True)):
+            await self._aappend_plain(target_thread_id, batch)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        _check_strategy(strategy)
+        for thread_id in thread_ids:
+            th = self._plain_source(self._refresh(thread_id))
+            if th is None:
+                continue
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            kept = self._copies(th, keep_all=False)
+            self.store.delete(thread_id)  # a plain thread is rebuilt with what it keeps
+            with self._lock:
+                th.reset()
+            for batch in _batches(kept):
+                self._append_plain(thread_id, batch)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        _check_strategy(strategy)
+        for thread_id in thread_ids:
+            th = self._plain_source(await self._arefresh(thread_id))
+            if th is None:
+                continue
+            if strategy == "delete":
+                await self.adelete_thread(thread_id)
+                continue
+            kept = self._copies(th, keep_all=False)
+            await self.store.adelete(thread_id)
+            with self._lock:
+                th.reset()
+            for batch in _batches(kept):
+                await self._aappend_plain(thread_id, batch)
+
+    def _plain_source(self, th: Thread) -> Thread | None:
+        if th.kind == "call":
+            raise vs.InvalidArgument(
+                f"thread {th.id!r} is a voice call, whose log is append-only: it cannot be copied or pruned "
+                "(its conversation is the call's; hand the call off instead)"
+            )
+        return th if th.kind == "plain" else None
+
+    def _copies(self, th: Thread, *, keep_all: bool) -> Events:
+        """The thread's checkpoints and writes as fresh events: all, or each namespace's latest, whole."""
+        out: Events = []
+        with self._lock:
+            for (owner, ns), by_id in th.checkpoints.items():
+                chosen = sorted(by_id) if keep_all else [max(by_id)]
+                for cid in chosen:
+                    stored = by_id[cid]
+                    blobs: dict[str, builtins.list[Any]] = {}
+                    for ch, (ver, blob) in stored.blobs.items():
+                        if blob is not None:
+                            blobs[ch] = [blob[0], _text(blob), ver]
+                    if not keep_all:  # the kept checkpoint carries every value it refers to
+                        for ch, ver in stored.cp["channel_versions"].items():
+                            ok, got = th.value(stored, ch, ver)
+                            if ok and got is not None:
+                                blobs[ch] = [got[0], _text(got), ver]
+                    # whole (no base): the copy's seqs are not known before it is stored
+                    out.append(_checkpointed(ns, stored.cp, stored.meta, stored.parent, blobs, None))
+                    writes = th.writes.get((owner, ns, cid), {})
+                    if writes:
+                        by_task: dict[tuple[str, str], builtins.list[builtins.list[Any]]] = {}
+                        for w in writes.values():
+                            data = _text(w.value)
+                            by_task.setdefault((w.task, w.path), []).append([w.idx, w.channel, w.value[0], data])
+                        for (task, path), ws in by_task.items():
+                            out.append(WritesPut(ns=ns, cid=cid, task=task, path=path, writes=ws))
+        return out
+
+    def __repr__(self) -> str:
+        return f"<VoiceStateSaver {self.store!r} calls={sorted(self._sessions)}>"
+
+
+@attrs.define
+class _Render:
+    """How a call thread's messages are rendered for one read."""
+
+    session: vs.Session | None
+    state: vs.CallState | None = None
+
+    @property
+    def needs_state(self) -> bool:
+        return self.state is None
+
+
+def _checkpointed(
+    ns: str,
+    checkpoint: Mapping[str, Any],
+    meta: Any,
+    parent: str | None,
+    blobs: dict[str, list[Any]],
+    base: Stored | None,
+) -> Checkpointed:
+    names = Names(base.names if base is not None else ())
+    packed = [[names(ch), *entry] for ch, entry in blobs.items()]
+    if base is None:
+        return Checkpointed(ns=ns, cp=pack_cp(checkpoint, None, names), meta=meta, parent=parent, blobs=packed)
+    return Checkpointed(
+        ns=ns,
+        base=base.seq,
+        cp=pack_cp(checkpoint, base.cp, names),
+        meta=pack_meta(meta, base.meta),
+        parent=None if parent == base.id else parent,
+        orphan=parent is None,
+        blobs=packed,
+    )
+
+
+def _size(ev: Checkpointed) -> int:
+    return len(json.dumps([ev.cp, ev.meta, ev.parent, ev.blobs], separators=(",", ":")))
+
+
+def _human_inputs(value: Any, key: str) -> list[str] | None:
+    """The texts of a graph input that is only the caller's messages (``{key: [HumanMessage, ...]}``)."""
+    if not isinstance(value, dict) or list(value) != [key] or not isinstance(value[key], list):
+        return None
+    texts = []
+    for m in value[key]:
+        if type(m) is not HumanMessage or not isinstance(m.content, str) or m.id is not None:
+            return None
+        texts.append(m.content)
+    return texts
+
+
+def _text(blob: tuple[str, bytes]) -> str:
+    """A blob as its event stores it."""
+    return blob[1].decode("ascii") if blob[0] == INPUT_VALUE else base64.b64encode(blob[1]).decode("ascii")
+
+
+def _short(message_id: str) -> str:
+    """12 characters that stand for a message id in its events' ids."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(message_id.encode(), digest_size=9).digest()).decode("ascii")
+
+
+def _refers_to_call(th: Thread, found: Stored) -> bool:
+    for ch, ver in found.cp["channel_versions"].items():
+        ok, blob = th.value(found, ch, ver)
+        if ok and blob is None:
+            return True
+    return False
+
+
+def _address(config: RunnableConfig) -> tuple[str, str, str | None]:
+    conf = config.get("configurable") or {}
+    thread_id = conf.get("thread_id")
+    if not isinstance(thread_id, str) or not thread_id:
+        raise vs.InvalidArgument(
+            f"config['configurable']['thread_id'] must name the thread (a call id for a voice call), not {thread_id!r}"
+        )
+    return thread_id, conf.get("checkpoint_ns", "") or "", get_checkpoint_id(config)
+
+
+def _matches(meta: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return all(meta.get(k) == v for k, v in wanted.items())
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` round-trips through the event codec unchanged (no tuples, bytes, NaN, ...)."""
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, (bool, int, str)):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        return not isinstance(value, int) or isinstance(value, bool) or -(2**63) <= value < 2**64
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if type(value) is dict:
+        return all(isinstance(k, str) and _is_json(k) and _is_json(v, depth + 1) for k, v in value.items())
+    if type(value) is list:
+        return all(_is_json(v, depth + 1) for v in value)
+    return False
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in ("keep_latest", "delete"):
+        raise vs.InvalidArgument(f"prune strategy is 'keep_latest' or 'delete', not {strategy!r}")
+
+
+def _batches(events: list[vs.Event]) -> Iterator[list[vs.Event]]:
+    for i in range(0, len(events), _APPEND_BATCH):
+        yield events[i : i + _APPEND_BATCH]

@@ -1,0 +1,217 @@
+"""What the saver knows of one thread: the fold of its call's log (pure, no I/O).
+
+Checkpoints are kept per ``(owner, ns)``: on a voice call the owner is the
+agent that wrote them (each agent's graph state is its own), on a plain thread
+it is ``""``. A channel value is resolved from the checkpoint that stored that
+version nearest on the parent chain, so two checkpoints that stored different
+values under one version (a fork, or a caller reusing versions) each get their own.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+import voicestate as vs
+
+from ._compact import names_of, unpack_cp, unpack_meta
+from ._events import Checkpointed, ThreadCleared, WritesPut
+
+PLAIN = "thread"  # CallStarted.meta["langgraph"] of a call that holds a plain thread
+CALL_VALUE = "vs"  # the blob type of a voice call's conversation, which is not stored here
+INPUT_VALUE = "vsin"  # the blob type of a graph input whose messages were recorded in the call
+INPUT_IDS = "lc:in:"  # the event ids of those messages: lc:in:<key>:<n>
+
+RECENT = 4  # how many recent checkpoints a new one is compared with, to store the smallest difference
+
+Blob = tuple[str, bytes]
+Key = tuple[str, str]  # (owner, ns)
+
+
+@attrs.define(slots=True)
+class Stored:
+    """One checkpoint as stored: LangGraph's checkpoint without values, and where its values are."""
+
+    id: str
+    owner: str
+    ns: str
+    cp: Mapping[str, Any]
+    meta: Any  # the metadata (JSON), or ["serde", type, b64]
+    parent: str | None
+    blobs: dict[str, tuple[Any, Blob | None]]  # channel -> (version, blob); None: the call's messages
+    seq: int
+    _names: list[str] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The names its successors refer to by index (see :mod:`._compact`)."""
+        if self._names is None:
+            self._names = names_of(self.cp)
+        return self._names
+
+
+@attrs.define(slots=True)
+class Write:
+    task: str
+    idx: int
+    channel: str
+    value: Blob
+    path: str
+
+
+class Thread:
+    """The fold of one thread's log, kept up to date by the saver (``seq``, ``chain``)."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.id = thread_id
+        self.reset()
+
+    def reset(self) -> None:
+        self.kind: str | None = None  # "plain", "call", or None: no call of that id (yet)
+        self.seq = 0
+        self.chain: bytes | None = None  # of the event at ``seq``; None when folded from our own write
+        self.checkpoints: dict[Key, dict[str, Stored]] = {}
+        self.by_seq: dict[int, Stored] = {}  # every checkpoint folded, by its event's seq: the bases
+        self.recent: dict[Key, list[Stored]] = {}  # the last few stored per key: candidate bases
+        self.versions: dict[tuple[str, str, str, Any], list[str]] = {}  # (owner, ns, channel, version) -> ids
+        self.writes: dict[tuple[str, str, str], dict[tuple[str, int], Write]] = {}
+        self.recorded: set[str] = set()  # message ids known to be in the call's log
+        self.inputs: dict[str, list[str]] = {}  # input key -> the texts recorded for it (INPUT_IDS)
+        self.pending_inputs: list[str] = []  # inputs this process recorded, not yet seen in a checkpoint
+
+    # -- folding -----------------------------------------------------------------------
+
+    def continues(self, tail: list[vs.Event]) -> bool:
+        """Whether ``tail`` (read from ``seq - 1``, or all of it) continues what was folded."""
+        if self.seq == 0:
+            return True
+        if not tail:
+            return False  # the log is shorter than what was seen: deleted and created anew
+        first = tail[0]
+        return first.seq == self.seq and (self.chain is None or first.chain == self.chain)
+
+    def fold(self, events: list[vs.Event]) -> None:
+        for ev in events:
+            assert ev.seq is not None
+            if ev.seq <= self.seq:
+                continue
+            self.apply(ev)
+            self.seq, self.chain = ev.seq, ev.chain
+
+    def apply(self, ev: vs.Event) -> None:
+        if isinstance(ev, Checkpointed):
+            self._checkpointed(ev)
+        elif isinstance(ev, WritesPut):
+            self._written(ev)
+        elif isinstance(ev, ThreadCleared):
+            owner = self.owner_of(ev)
+            self.checkpoints = {k: v for k, v in self.checkpoints.items() if k[0] != owner}
+            self.writes = {k: v for k, v in self.writes.items() if k[0] != owner}
+            self.versions = {k: v for k, v in self.versions.items() if k[0] != owner}
+            self.recent = {k: v for k, v in self.recent.items() if k[0] != owner}
+        elif isinstance(ev, vs.CallStarted):
+            self.kind = "plain" if ev.meta.get("langgraph") == PLAIN else "call"
+        elif isinstance(ev, vs.UserSpoke) and ev.id.startswith(INPUT_IDS):
+            self.inputs.setdefault(ev.id[len(INPUT_IDS) :].rsplit(":", 1)[0], []).append(ev.text)
+
+    def owner_of(self, ev: vs.Event) -> str:
+        return (ev.agent or "") if self.kind == "call" else ""
+
+    def _checkpointed(self, ev: Checkpointed) -> None:
+        assert ev.seq is not None
+        owner = self.owner_of(ev)
+        base = self.by_seq.get(ev.base) if ev.base else None
+        if ev.base and base is None:
+            raise vs.IntegrityError(
+                f"thread {self.id!r}: the checkpoint at seq {ev.seq} is stored against seq {ev.base}, "
+                "which holds no checkpoint"
+            )
+        if base is None:
+            cp, meta, known = unpack_cp(ev.cp, None, ()), ev.meta, []
+        else:
+            known = base.names
+            cp, meta = unpack_cp(ev.cp, base.cp, known), unpack_meta(ev.meta, base.meta)
+        parent = None if ev.orphan else (ev.parent or (base.id if base is not None else None))
+        versions = cp["channel_versions"]
+        blobs: dict[str, tuple[Any, Blob | None]] = {}
+        for entry in ev.blobs:
+            channel = known[entry[0]] if type(entry[0]) is int else entry[0]
+            version = entry[3] if len(entry) > 3 else versions.get(channel)
+            kind = entry[1]
+            if kind == CALL_VALUE:
+                blobs[channel] = (version, None)
+            elif kind == INPUT_VALUE:
+                blobs[channel] = (version, (kind, entry[2].encode()))
+            else:
+                blobs[channel] = (version, (kind, base64.b64decode(entry[2])))
+            self.versions.setdefault((owner, ev.ns, channel, version), []).append(cp["id"])
+        stored = Stored(cp["id"], owner, ev.ns, cp, meta, parent, blobs, ev.seq)
+        self.checkpoints.setdefault((owner, ev.ns), {})[stored.id] = stored
+        self.by_seq[ev.seq] = stored
+        recent = self.recent.setdefault((owner, ev.ns), [])
+        recent.append(stored)
+        del recent[:-RECENT]
+
+    def _written(self, ev: WritesPut) -> None:
+        into = self.writes.setdefault((self.owner_of(ev), ev.ns, ev.cid), {})
+        for idx, channel, kind, data in ev.writes:
+            key = (ev.task, idx)
+            if idx >= 0 and key in into:
+                continue  # a task's regular writes are stored once; special ones are replaced
+            into[key] = Write(ev.task, idx, channel, (kind, base64.b64decode(data)), ev.path)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def latest(self, owner: str, ns: str) -> Stored | None:
+        got = self.checkpoints.get((owner, ns))
+        return got[max(got)] if got else None
+
+    def find(self, owner: str, ns: str, cid: str) -> Stored | None:
+        return self.checkpoints.get((owner, ns), {}).get(cid)
+
+    def each(self, owner: str | None, ns: str | None) -> Iterator[Stored]:
+        """Checkpoints newest first (``None``: any owner, any namespace)."""
+        found = [
+            s
+            for (o, n), by_id in self.checkpoints.items()
+            if (owner is None or o == owner) and (ns is None or n == ns)
+            for s in by_id.values()
+        ]
+        found.sort(key=lambda s: s.id, reverse=True)
+        return iter(found)
+
+    def value(self, stored: Stored, channel: str, version: Any) -> tuple[bool, Blob | None]:
+        """``(found, blob)`` of ``channel`` at ``version`` as ``stored`` sees it (blob None: the call's)."""
+        own = stored.blobs.get(channel)
+        if own is not None and own[0] == version:
+            return True, own[1]
+        holders = self.versions.get((stored.owner, stored.ns, channel, version))
+        if not holders:
+            return False, None
+        by_id = self.checkpoints[(stored.owner, stored.ns)]
+        if len(holders) > 1:  # the same version stored twice: the nearest ancestor's
+            at: Stored | None = stored
+            seen = 0
+            while at is not None and seen <= len(by_id):
+                got = at.blobs.get(channel)
+                if got is not None and got[0] == version:
+                    return True, got[1]
+                at = by_id.get(at.parent) if at.parent else None
+                seen += 1
+            older = [h for h in holders if h <= stored.id]
+            holder = max(older) if older else max(holders)
+        else:
+            holder = holders[0]
+        return True, by_id[holder].blobs[channel][1]
+
+    def pending(self, owner: str, ns: str, cid: str) -> list[Write]:
+        got = self.writes.get((owner, ns, cid))
+        if not got:
+            return []
+        return sorted(got.values(), key=lambda w: (w.path, w.task, w.idx))
+
+    def has_write(self, owner: str, ns: str, cid: str, task: str, idx: int) -> bool:
+        return (task, idx) in self.writes.get((owner, ns, cid), {})
