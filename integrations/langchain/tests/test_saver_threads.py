@@ -16,7 +16,16 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 
 import voicestate as vs
 from voicestate_langchain import VoiceStateSaver
-from voicestate_langchain._compact import Names, names_of, pack_cp, pack_meta, unpack_cp, unpack_meta
+from voicestate_langchain._compact import (
+    Names,
+    names_of,
+    pack_cp,
+    pack_event,
+    pack_meta,
+    unpack_cp,
+    unpack_event,
+    unpack_meta,
+)
 from voicestate_langchain._events import Checkpointed
 
 THREAD: Any = {"configurable": {"thread_id": "chat-1"}}
@@ -184,3 +193,52 @@ def test_a_checkpoint_round_trips_through_its_compact_form() -> None:
         base_meta = {"source": "loop", "step": rng.randint(-1, 3), "parents": {}, "gone": 1}
         assert unpack_meta(pack_meta(meta, base_meta), base_meta) == meta
         previous = cp
+
+
+class _Base:
+    def __init__(self, cp: dict[str, Any], meta: Any, seq: int) -> None:
+        self.id, self.cp, self.meta, self.seq, self.names = cp["id"], cp, meta, seq, names_of(cp)
+
+
+def test_a_checkpoint_event_round_trips_against_any_base() -> None:
+    rng = random.Random(11)
+    previous: _Base | None = None
+    kinds = ["vs", "empty", "null", "vsin", "msgpack"]
+    for i in range(400):
+        base = previous if previous is not None and rng.random() < 0.8 else None
+        cp = _random_checkpoint(rng, base.cp if base is not None else None)
+        cp["ts"] = rng.choice(["2026-12-07T02:48:31.141386+00:00", "2026-12-07T02:48:31+00:00", "not a time"])
+        meta = {
+            "source": rng.choice(["loop", "input"]),
+            "step": i,
+            "parents": {},
+            **({"x": 1} if rng.random() < 0.3 else {}),
+        }
+        parent = rng.choice([None, base.id if base is not None else None, "some-other-id"])
+        values = {}
+        channels = [*sorted(cp["channel_versions"]), "extra"]
+        for ch in rng.sample(channels, rng.randint(0, min(3, len(channels)))):
+            kind = rng.choice(kinds)
+            version = cp["channel_versions"].get(ch, 99) if rng.random() < 0.8 else 123
+            data = "" if kind in ("vs", "empty", "null") else ("a2V5" if kind == "msgpack" else "")
+            values[ch] = (version, kind, data)
+        ev = pack_event(
+            ns="",
+            checkpoint=cp,
+            meta=meta,
+            parent=parent,
+            values=values,
+            base=base,
+            implicit=rng.random() < 0.5,
+            id_in_event=rng.random() < 0.5,
+        )
+        ev = Checkpointed(
+            **{**{f: getattr(ev, f) for f in ("id", "at", "ns", "base", "cp", "meta", "parent", "orphan", "blobs")}}
+        )
+        got_cp, got_meta, got_parent, got_values = unpack_event(ev, base)
+        assert got_cp == cp and got_meta == meta and got_parent == parent
+        for ch, (version, kind, data) in values.items():
+            if kind == "vsin" and version == cp["channel_versions"].get(ch):
+                data = got_values[ch][2]  # the key comes from the checkpoint's id
+            assert got_values[ch] == (version, kind, data)
+        previous = _Base(cp, meta, i + 1)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import hashlib
 import json
 import math
 import threading
@@ -47,10 +46,10 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import voicestate as vs
 
-from ._compact import Names, pack_cp, pack_meta
+from ._compact import CALL_VALUE, INPUT_VALUE, Value, pack_event, short
 from ._events import Checkpointed, ThreadCleared, WritesPut
 from ._format import parse
-from ._threads import CALL_VALUE, INPUT_IDS, INPUT_VALUE, PLAIN, Stored, Thread
+from ._threads import INPUT_IDS, PLAIN, Stored, Thread
 
 # The checkpoint a call thread starts from when this agent's graph has none: the call's
 # conversation so far, at version 0 of the messages channel.
@@ -518,33 +517,48 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         events: Events = []
         ids: Ids = []
         inputs: Ids = []
-        versions = checkpoint["channel_versions"]
-        blobs: dict[str, builtins.list[Any]] = {}
+        stored: dict[str, Value] = {}
         for channel, version in new_versions.items():
             texts = _human_inputs(values.get(channel), self.messages_key) if call_root and channel == START else None
             if call_root and channel == self.messages_key:
                 new, ids = self._new_message_events(th, values.get(channel) or [])
                 events.extend(new)
-                entry = [CALL_VALUE, ""]
+                stored[channel] = (version, CALL_VALUE, "")
             elif texts is not None:
                 # The graph's input: recorded now, in the order the caller said it, not stored twice.
-                key = _short(checkpoint["id"])
+                key = short(checkpoint["id"])
                 events.extend(vs.UserSpoke(t, id=f"{INPUT_IDS}{key}:{n}") for n, t in enumerate(texts))
                 inputs.extend(texts)
-                entry = [INPUT_VALUE, key]
+                stored[channel] = (version, INPUT_VALUE, key)
             elif channel in values:
-                entry = self._dump(values[channel])
+                kind, data = self._dump(values[channel])
+                stored[channel] = (version, kind, data)
             else:
-                entry = ["empty", ""]
-            blobs[channel] = entry if versions.get(channel) == version else [*entry, version]
+                stored[channel] = (version, "empty", "")
         meta = get_checkpoint_metadata(config, metadata)
         stored_meta: Any = meta if _is_json(meta) else ["serde", *self._dump(meta)]
         parent = None if parent == START_ID else parent  # the call's start is not a stored checkpoint
         owner = session.agent if session is not None else ""
         with self._lock:
-            candidates = [th.find(owner, ns, parent) if parent else None, *th.recent.get((owner, ns), ())]
+            recent = th.recent.get((owner, ns), [])
+            # a voice call's owner is the one writer of its checkpoints: "my previous one" needs no seq,
+            # when this saver has seen all the session has
+            current = session is not None and th.seq == session.seq and bool(recent)
+            candidates = [th.find(owner, ns, parent) if parent else None, *recent]
             bases = list({id(b): b for b in candidates}.values())
-            options = [_checkpointed(ns, checkpoint, stored_meta, parent, blobs, b) for b in bases]
+            options = [
+                pack_event(
+                    ns=ns,
+                    checkpoint=checkpoint,
+                    meta=stored_meta,
+                    parent=parent,
+                    values=stored,
+                    base=b,
+                    implicit=current and b is recent[-1],
+                    id_in_event=call_root,
+                )
+                for b in bases
+            ]
         best = min(options, key=_size) if len(options) > 1 else options[0]
         events.append(best)
         return events, ids, inputs
@@ -595,7 +609,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 continue
             parsed = parse([m])
             if mid is not None:  # the same message recorded again (a retried put) is stored once
-                key = _short(mid)
+                key = short(mid)
                 parsed = [attrs.evolve(ev, id=f"lc:{key}:{k}") for k, ev in enumerate(parsed)]
                 ids.append(mid)
             events.extend(parsed)
@@ -760,17 +774,28 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 chosen = sorted(by_id) if keep_all else [max(by_id)]
                 for cid in chosen:
                     stored = by_id[cid]
-                    blobs: dict[str, builtins.list[Any]] = {}
+                    values: dict[str, Value] = {}
                     for ch, (ver, blob) in stored.blobs.items():
                         if blob is not None:
-                            blobs[ch] = [blob[0], _text(blob), ver]
+                            values[ch] = (ver, blob[0], _text(blob))
                     if not keep_all:  # the kept checkpoint carries every value it refers to
                         for ch, ver in stored.cp["channel_versions"].items():
                             ok, got = th.value(stored, ch, ver)
                             if ok and got is not None:
-                                blobs[ch] = [got[0], _text(got), ver]
+                                values[ch] = (ver, got[0], _text(got))
                     # whole (no base): the copy's seqs are not known before it is stored
-                    out.append(_checkpointed(ns, stored.cp, stored.meta, stored.parent, blobs, None))
+                    out.append(
+                        pack_event(
+                            ns=ns,
+                            checkpoint=stored.cp,
+                            meta=stored.meta,
+                            parent=stored.parent,
+                            values=values,
+                            base=None,
+                            implicit=False,
+                            id_in_event=False,
+                        )
+                    )
                     writes = th.writes.get((owner, ns, cid), {})
                     if writes:
                         by_task: dict[tuple[str, str], builtins.list[builtins.list[Any]]] = {}
@@ -797,31 +822,8 @@ class _Render:
         return self.state is None
 
 
-def _checkpointed(
-    ns: str,
-    checkpoint: Mapping[str, Any],
-    meta: Any,
-    parent: str | None,
-    blobs: dict[str, list[Any]],
-    base: Stored | None,
-) -> Checkpointed:
-    names = Names(base.names if base is not None else ())
-    packed = [[names(ch), *entry] for ch, entry in blobs.items()]
-    if base is None:
-        return Checkpointed(ns=ns, cp=pack_cp(checkpoint, None, names), meta=meta, parent=parent, blobs=packed)
-    return Checkpointed(
-        ns=ns,
-        base=base.seq,
-        cp=pack_cp(checkpoint, base.cp, names),
-        meta=pack_meta(meta, base.meta),
-        parent=None if parent == base.id else parent,
-        orphan=parent is None,
-        blobs=packed,
-    )
-
-
 def _size(ev: Checkpointed) -> int:
-    return len(json.dumps([ev.cp, ev.meta, ev.parent, ev.blobs], separators=(",", ":")))
+    return len(json.dumps([ev.cp, ev.meta, ev.parent, ev.blobs, ev.base], separators=(",", ":")))
 
 
 def _human_inputs(value: Any, key: str) -> list[str] | None:
@@ -839,11 +841,6 @@ def _human_inputs(value: Any, key: str) -> list[str] | None:
 def _text(blob: tuple[str, bytes]) -> str:
     """A blob as its event stores it."""
     return blob[1].decode("ascii") if blob[0] == INPUT_VALUE else base64.b64encode(blob[1]).decode("ascii")
-
-
-def _short(message_id: str) -> str:
-    """12 characters that stand for a message id in its events' ids."""
-    return base64.urlsafe_b64encode(hashlib.blake2b(message_id.encode(), digest_size=9).digest()).decode("ascii")
 
 
 def _refers_to_call(th: Thread, found: Stored) -> bool:

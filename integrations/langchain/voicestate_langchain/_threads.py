@@ -17,12 +17,10 @@ import attrs
 
 import voicestate as vs
 
-from ._compact import names_of, unpack_cp, unpack_meta
+from ._compact import CALL_VALUE, INPUT_VALUE, names_of, unpack_event
 from ._events import Checkpointed, ThreadCleared, WritesPut
 
 PLAIN = "thread"  # CallStarted.meta["langgraph"] of a call that holds a plain thread
-CALL_VALUE = "vs"  # the blob type of a voice call's conversation, which is not stored here
-INPUT_VALUE = "vsin"  # the blob type of a graph input whose messages were recorded in the call
 INPUT_IDS = "lc:in:"  # the event ids of those messages: lc:in:<key>:<n>
 
 RECENT = 4  # how many recent checkpoints a new one is compared with, to store the smallest difference
@@ -123,35 +121,35 @@ class Thread:
     def _checkpointed(self, ev: Checkpointed) -> None:
         assert ev.seq is not None
         owner = self.owner_of(ev)
-        base = self.by_seq.get(ev.base) if ev.base else None
-        if ev.base and base is None:
-            raise vs.IntegrityError(
-                f"thread {self.id!r}: the checkpoint at seq {ev.seq} is stored against seq {ev.base}, "
-                "which holds no checkpoint"
-            )
-        if base is None:
-            cp, meta, known = unpack_cp(ev.cp, None, ()), ev.meta, []
+        key = (owner, ev.ns)
+        if ev.base > 0:
+            base = self.by_seq.get(ev.base)
+        elif ev.base == 0:  # the writer's previous checkpoint in this namespace
+            base = self.recent[key][-1] if self.recent.get(key) else None
         else:
-            known = base.names
-            cp, meta = unpack_cp(ev.cp, base.cp, known), unpack_meta(ev.meta, base.meta)
-        parent = None if ev.orphan else (ev.parent or (base.id if base is not None else None))
-        versions = cp["channel_versions"]
+            base = None
+        if ev.base >= 0 and base is None:
+            raise vs.IntegrityError(
+                f"thread {self.id!r}: the checkpoint at seq {ev.seq} is stored against "
+                f"{f'seq {ev.base}' if ev.base else 'a previous checkpoint'}, which the log does not hold"
+            )
+        cp, meta, parent, values = unpack_event(ev, base)
         blobs: dict[str, tuple[Any, Blob | None]] = {}
-        for entry in ev.blobs:
-            channel = known[entry[0]] if type(entry[0]) is int else entry[0]
-            version = entry[3] if len(entry) > 3 else versions.get(channel)
-            kind = entry[1]
+        for channel, (version, kind, data) in values.items():
             if kind == CALL_VALUE:
-                blobs[channel] = (version, None)
+                blob: Blob | None = None
             elif kind == INPUT_VALUE:
-                blobs[channel] = (version, (kind, entry[2].encode()))
+                blob = (kind, data.encode())
+            elif kind in ("empty", "null"):
+                blob = (kind, b"")
             else:
-                blobs[channel] = (version, (kind, base64.b64decode(entry[2])))
+                blob = (kind, base64.b64decode(data))
+            blobs[channel] = (version, blob)
             self.versions.setdefault((owner, ev.ns, channel, version), []).append(cp["id"])
         stored = Stored(cp["id"], owner, ev.ns, cp, meta, parent, blobs, ev.seq)
-        self.checkpoints.setdefault((owner, ev.ns), {})[stored.id] = stored
+        self.checkpoints.setdefault(key, {})[stored.id] = stored
         self.by_seq[ev.seq] = stored
-        recent = self.recent.setdefault((owner, ev.ns), [])
+        recent = self.recent.setdefault(key, [])
         recent.append(stored)
         del recent[:-RECENT]
 
