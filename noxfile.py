@@ -168,7 +168,8 @@ def typing(session: nox.Session, target: str) -> None:
 def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     # openai-agents: the best peer's SQLiteSession, measured beside our resume in the same run
-    # the Redis and DynamoDB figures need the members (and moto, in DynamoDB's test extra)
+    # the Redis and DynamoDB figures need the members (and moto, in DynamoDB's test extra);
+    # the LangGraph figures LangGraph's own savers beside VoiceStateSaver
     session.install(
         ".",
         "-e",
@@ -177,7 +178,12 @@ def bench(session: nox.Session) -> None:
         "backends/dynamodb[test]",
         "-e",
         "integrations/pipecat",
+        "-e",
+        "integrations/langchain",
         "openai-agents==0.24.0",
+        "langgraph>=1.2,<1.3",
+        "langgraph-checkpoint-sqlite==3.1.2",
+        "langgraph-checkpoint-plainredis==0.1.0",
     )
     session.run("python", "benchmarks/run.py", *session.posargs)
 

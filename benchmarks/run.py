@@ -25,6 +25,7 @@ from vsbench import (
     core4,
     dynamodb,
     handoff,
+    langgraph_saver,
     packet,
     pipecat_frames,
     record,
@@ -61,6 +62,7 @@ SETTINGS = {
         "dynamodb_samples": 200,
         "pipecat_rounds": 200,
         "pipecat_warmup": 10,
+        "langgraph_steps": 30,
     },
     "quick": {
         "record_samples": 1_000,
@@ -84,6 +86,7 @@ SETTINGS = {
         "dynamodb_samples": 40,
         "pipecat_rounds": 20,
         "pipecat_warmup": 3,
+        "langgraph_steps": 8,
     },
 }
 
@@ -132,6 +135,11 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
             "Pipecat processor and observer",
             "1 frame",
             lambda: pipecat_frames.run(tmp, cfg["pipecat_rounds"], cfg["pipecat_warmup"]),
+        ),
+        (
+            "LangGraph step and bytes per call",
+            "20, 200, 1,000 turns",
+            lambda: langgraph_saver.run(tmp, cfg["langgraph_steps"]),
         ),
     ]
     figures: list[Figure] = []
