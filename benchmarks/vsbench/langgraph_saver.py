@@ -28,10 +28,13 @@ message list again), so its thread is seeded with the 1,000-turn prefix in one s
 checkpoint, as the peer baseline did) and its bytes are not counted there; the voicestate arms
 keep growing step by step to 1,000. Then ``steps`` timed steps, interleaved.
 
-Bytes per call: voicestate counts each stored event as figure e does (``len(data) +
-len(chain) + 8``); ``SqliteSaver`` the lengths of its rows' blobs (checkpoint, metadata and
-write values); Redis ``MEMORY USAGE`` summed over the thread's keys. Raw JSON: the
-conversation as OpenAI chat messages, one JSON text each, as every other bytes figure.
+Bytes per call: voicestate on SQLite counts each stored event as figure e does (``len(data)
++ len(chain) + 8``), with the store's default snapshots on and the snapshot's bytes in the note
+(figure e's two rows); ``SqliteSaver`` the lengths of its rows' blobs (checkpoint, metadata and
+write values); on Redis, ``MEMORY USAGE`` summed over the thread's keys (Redis's own count,
+its per-key and per-element overhead included; voicestate-redis holds a call without
+checkpoints at about 1.7 × its raw JSON by that count). Raw JSON: the conversation as OpenAI
+chat messages, one JSON text each, as every other bytes figure.
 
     cd benchmarks && python -m vsbench.langgraph_saver [--quick]   # these figures alone
 """
@@ -139,11 +142,16 @@ def _vs_bytes(store_url: str, call_id: str) -> Callable[[], int | None]:
                 "SELECT sum(length(data)) + sum(length(chain)) + 8 * count(*) FROM vs_events WHERE call_id = ?",
                 (call_id,),
             ).fetchone()[0]
+            snap = conn.execute("SELECT length(data) FROM vs_snapshots WHERE call_id = ?", (call_id,)).fetchone()
         finally:
             conn.close()
+        SNAPSHOTS[call_id] = int(snap[0]) if snap else 0
         return int(got or 0)
 
     return count
+
+
+SNAPSHOTS: dict[str, int] = {}  # call id -> bytes of its snapshot, as the last count saw it
 
 
 def _sqlite_saver_bytes(path: Path, thread: str) -> Callable[[], int | None]:
@@ -192,7 +200,7 @@ def _arms(tmp: Path, thread: str) -> Iterator[tuple[list[Arm], Callable[[], list
         sq_conn = sqlite3.connect(sq_path, check_same_thread=False)
         stack.callback(sq_conn.close)
         vs_url = f"sqlite:///{tmp / f'vs-{thread}.db'}"
-        vs_sqlite = vs.open_store(vs_url, signing_keys=KEYS, snapshot_every=0)
+        vs_sqlite = vs.open_store(vs_url, signing_keys=KEYS)  # default snapshots: counted apart
         stack.callback(vs_sqlite.close)
         vs_memory = vs.open_store("memory://", signing_keys=KEYS)
         stack.callback(vs_memory.close)
@@ -207,7 +215,7 @@ def _arms(tmp: Path, thread: str) -> Iterator[tuple[list[Arm], Callable[[], list
             from langgraph_checkpoint_plainredis import RedisSaver
 
             prefix = f"vs{os.getpid()}{thread}"
-            vs_redis = vs.open_store(f"{redis_url}?prefix={prefix}", signing_keys=KEYS, snapshot_every=0)
+            vs_redis = vs.open_store(f"{redis_url}?prefix={prefix}", signing_keys=KEYS)
             stack.callback(vs_redis.close)
             grown.append(
                 _voice_arm(
@@ -348,7 +356,14 @@ def _figures(size: int, arms: list[Arm], raw_json: int, turns: int) -> list[Figu
                     "the conversation's raw JSON (OpenAI messages)",
                     budget=f"≤ {BYTES_BUDGET} × raw JSON" if is_ours else "none (a peer)",
                     verdict=("within budget" if bratio <= BYTES_BUDGET else "OVER BUDGET") if is_ours else "n/a",
-                    note=f"{bratio:.2f}× raw JSON",
+                    note=f"{bratio:.2f}× raw JSON"
+                    + (
+                        f"; the log's events (as figure e counts); its one snapshot adds {SNAPSHOTS[arm.thread]:,} B"
+                        if "sqlite" in arm.name and arm.thread in SNAPSHOTS
+                        else (
+                            "; Redis MEMORY USAGE of the call's keys, snapshot included" if "Redis" in arm.name else ""
+                        )
+                    ),
                     raw={"bytes": stored, "raw_json": raw_json},
                 )
             )

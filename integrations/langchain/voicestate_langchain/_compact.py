@@ -17,8 +17,9 @@ names are written out.
   version], ...]], ...]``)/went; ``v`` and ``uc`` (``updated_channels``) when
   they differ; ``x`` any key LangGraph adds later, whole.
 - ``meta``: ``None`` when only ``step`` moved on by one; the new ``source`` alone
-  when that is all that changed besides; else ``{"+": set, "-": removed}`` (``step`` left out when it is the base's plus one), ``{"=":
-  whole}``, or ``["serde", type, b64]`` when it is not JSON.
+  when that is all that changed besides; else ``{"+": set, "-": removed}``
+  (``step`` left out when it is the base's plus one), ``{"=": whole}``, or
+  ``["serde", type, b64]`` when it is not JSON.
 - ``blobs``: one entry a channel the checkpoint stores, at the checkpoint's
   version of it: ``[name]`` the voice call's conversation (not stored here),
   ``[name, 0]`` empty, ``[name, 1]`` null, ``[name, 2]`` an input whose messages

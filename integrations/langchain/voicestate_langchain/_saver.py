@@ -142,8 +142,11 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             th = self._threads.get(thread_id)
             if th is None:
                 th = self._threads[thread_id] = Thread(thread_id)
-                while len(self._threads) > self._cache_size:
-                    self._threads.popitem(last=False)
+                # the least recently used goes, but not a bound call's: it holds what this
+                # process recorded and has not seen in a checkpoint yet
+                idle = [t for t in self._threads if t not in self._sessions]
+                for old in idle[: max(0, len(self._threads) - self._cache_size)]:
+                    del self._threads[old]
             else:
                 self._threads.move_to_end(thread_id)
             return th
@@ -521,7 +524,8 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         for channel, version in new_versions.items():
             texts = _human_inputs(values.get(channel), self.messages_key) if call_root and channel == START else None
             if call_root and channel == self.messages_key:
-                new, ids = self._new_message_events(th, values.get(channel) or [])
+                with self._lock:
+                    new, ids = self._new_message_events(th, values.get(channel) or [])
                 events.extend(new)
                 stored[channel] = (version, CALL_VALUE, "")
             elif texts is not None:
