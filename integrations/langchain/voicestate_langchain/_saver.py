@@ -47,6 +47,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 import voicestate as vs
 
 from ._compact import CALL_VALUE, INPUT_VALUE, Value, pack_event, short
+from ._drive import Flow, arun, io, run
 from ._events import Checkpointed, ThreadCleared, WritesPut
 from ._format import parse
 from ._threads import INPUT_IDS, PLAIN, Stored, Thread
@@ -163,22 +164,12 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             th.fold(tail)
             return True
 
-    def _refresh(self, thread_id: str) -> Thread:
+    def _refresh(self, thread_id: str) -> Flow[Thread]:
+        """The thread with its log's new tail folded in (all of the log, when it was replaced)."""
         th = self._thread(thread_id)
         for _ in range(2):
             try:
-                tail = self.store.events(thread_id, after=max(th.seq - 1, 0))
-            except vs.CallNotFound:
-                tail = None
-            if self._fold(th, tail):
-                break
-        return th
-
-    async def _arefresh(self, thread_id: str) -> Thread:
-        th = self._thread(thread_id)
-        for _ in range(2):
-            try:
-                tail = await self.store.aevents(thread_id, after=max(th.seq - 1, 0))
+                tail = yield io(self.store.events, self.store.aevents, thread_id, after=max(th.seq - 1, 0))
             except vs.CallNotFound:
                 tail = None
             if self._fold(th, tail):
@@ -217,27 +208,21 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     # -- reading -------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        thread_id, ns, cid = _address(config)
-        session = self._bound(thread_id)
-        th = self._refresh(thread_id)
-        found = self._pick(th, session, ns, cid)
-        if found is None:
-            return None
-        render = self._renderer(th, session, ns, found)
-        if render is not None and render.needs_state:
-            render.state = self._state(thread_id, session)
-        return self._tuple(th, found, render)
+        return run(self._get_tuple(config))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await arun(self._get_tuple(config))
+
+    def _get_tuple(self, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
         thread_id, ns, cid = _address(config)
         session = self._bound(thread_id)
-        th = await self._arefresh(thread_id)
+        th = yield from self._refresh(thread_id)
         found = self._pick(th, session, ns, cid)
         if found is None:
             return None
         render = self._renderer(th, session, ns, found)
-        if render is not None and render.needs_state:
-            render.state = await self._astate(thread_id, session)
+        if render is not None:
+            render.state = yield from self._state(thread_id, session)
         return self._tuple(th, found, render)
 
     def list(
@@ -248,21 +233,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        for thread_id in self._list_threads(config):
-            session = self._bound(thread_id)
-            th = self._refresh(thread_id)
-            picked = self._listed(th, session, config, filter, before)
-            state: vs.CallState | None = None
-            for found in picked:
-                if limit is not None and limit <= 0:
-                    return
-                render = self._renderer(th, session, found.ns, found)
-                if render is not None and render.needs_state:
-                    state = state or self._state(thread_id, session)
-                    render.state = state
-                if limit is not None:
-                    limit -= 1
-                yield self._tuple(th, found, render)
+        yield from run(self._list(config, filter, before, limit))
 
     async def alist(
         self,
@@ -272,30 +243,35 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        threads = [config["configurable"]["thread_id"]] if config else await self._alist_threads()
+        for tup in await arun(self._list(config, filter, before, limit)):
+            yield tup
+
+    def _list(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Flow[builtins.list[CheckpointTuple]]:
+        if config:
+            threads = [config["configurable"]["thread_id"]]
+        else:
+            threads = [info.call_id for info in (yield io(self.store.calls, self.store.acalls))]
+        out: builtins.list[CheckpointTuple] = []
         for thread_id in threads:
             session = self._bound(thread_id)
-            th = await self._arefresh(thread_id)
-            picked = self._listed(th, session, config, filter, before)
+            th = yield from self._refresh(thread_id)
             state: vs.CallState | None = None
-            for found in picked:
-                if limit is not None and limit <= 0:
-                    return
+            for found in self._listed(th, session, config, filter, before):
+                if limit is not None and len(out) >= limit:
+                    return out
                 render = self._renderer(th, session, found.ns, found)
-                if render is not None and render.needs_state:
-                    state = state or await self._astate(thread_id, session)
+                if render is not None:
+                    if state is None:
+                        state = yield from self._state(thread_id, session)
                     render.state = state
-                if limit is not None:
-                    limit -= 1
-                yield self._tuple(th, found, render)
-
-    def _list_threads(self, config: RunnableConfig | None) -> Ids:
-        if config:
-            return [config["configurable"]["thread_id"]]
-        return [info.call_id for info in self.store.calls()]
-
-    async def _alist_threads(self) -> Ids:
-        return [info.call_id for info in await self.store.acalls()]
+                out.append(self._tuple(th, found, render))
+        return out
 
     def _pick(self, th: Thread, session: vs.Session | None, ns: str, cid: str | None) -> Stored | None:
         with self._lock:
@@ -357,21 +333,14 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         owner = session.agent if session is not None else ""
         return Stored(START_ID, owner, "", cp, meta, None, {self.messages_key: (0, None)}, 0)
 
-    def _state(self, call_id: str, session: vs.Session | None) -> vs.CallState:
+    def _state(self, call_id: str, session: vs.Session | None) -> Flow[vs.CallState]:
+        """The call as the session sees it (refreshed when others wrote since), or as stored."""
         if session is None:
-            return self.store.load(call_id)
-        th = self._thread(call_id)
-        if th.seq > session.seq:  # others wrote since the session last read
-            with self._session_lock(session):
-                return session.refresh()
-        return session.state
-
-    async def _astate(self, call_id: str, session: vs.Session | None) -> vs.CallState:
-        if session is None:
-            return await self.store.aload(call_id)
-        th = self._thread(call_id)
-        if th.seq > session.seq:
-            return await session.arefresh()
+            loaded: vs.CallState = yield io(self.store.load, self.store.aload, call_id)
+            return loaded
+        if self._thread(call_id).seq > session.seq:
+            fresh: vs.CallState = yield io(session.refresh, session.arefresh, lock=self._session_lock(session))
+            return fresh
         return session.state
 
     def _renderer(self, th: Thread, session: vs.Session | None, ns: str, found: Stored) -> _Render | None:
@@ -442,12 +411,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        thread_id, ns, _ = _address(config)
-        session = self._bound(thread_id)
-        th = self._thread(thread_id) if session is not None else self._known(thread_id)
-        events, ids, inputs = self._checkpoint_events(th, session, config, checkpoint, metadata, new_versions)
-        self._write(th, session, events, ids, inputs)
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+        return run(self._put(config, checkpoint, metadata, new_versions))
 
     async def aput(
         self,
@@ -456,45 +420,47 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        return await arun(self._put(config, checkpoint, metadata, new_versions))
+
+    def _put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Flow[RunnableConfig]:
         thread_id, ns, _ = _address(config)
         session = self._bound(thread_id)
-        th = self._thread(thread_id) if session is not None else await self._aknown(thread_id)
+        th = self._thread(thread_id) if session is not None else (yield from self._known(thread_id))
         events, ids, inputs = self._checkpoint_events(th, session, config, checkpoint, metadata, new_versions)
-        await self._awrite(th, session, events, ids, inputs)
+        yield from self._write(th, session, events, ids, inputs)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        thread_id = config["configurable"]["thread_id"]
-        session = self._bound(thread_id)
-        th = self._thread(thread_id) if session is not None else self._known(thread_id)
-        events, ids = self._write_events(th, session, config, writes, task_id, task_path)
-        if events:
-            self._write(th, session, events, ids)
+        run(self._put_writes(config, writes, task_id, task_path))
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        thread_id = config["configurable"]["thread_id"]
-        session = self._bound(thread_id)
-        th = self._thread(thread_id) if session is not None else await self._aknown(thread_id)
-        events, ids = self._write_events(th, session, config, writes, task_id, task_path)
-        if events:
-            await self._awrite(th, session, events, ids)
+        await arun(self._put_writes(config, writes, task_id, task_path))
 
-    def _known(self, thread_id: str) -> Thread:
+    def _put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    ) -> Flow[None]:
+        thread_id, _, _ = _address(config)
+        session = self._bound(thread_id)
+        th = self._thread(thread_id) if session is not None else (yield from self._known(thread_id))
+        events = self._write_events(th, session, config, writes, task_id, task_path)
+        if events:
+            yield from self._write(th, session, events, [])
+
+    def _known(self, thread_id: str) -> Flow[Thread]:
         """The thread, with its kind known (a write to a voice call needs its session)."""
         th = self._thread(thread_id)
         if th.kind is None:
-            th = self._refresh(thread_id)
-        self._check_writable(th)
-        return th
-
-    async def _aknown(self, thread_id: str) -> Thread:
-        th = self._thread(thread_id)
-        if th.kind is None:
-            th = await self._arefresh(thread_id)
+            th = yield from self._refresh(thread_id)
         self._check_writable(th)
         return th
 
@@ -575,7 +541,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         writes: Sequence[tuple[str, Any]],
         task_id: str,
         task_path: str,
-    ) -> tuple[Events, Ids]:
+    ) -> Events:
         _, ns, cid = _address(config)
         if cid is None:
             raise vs.InvalidArgument("put_writes needs the checkpoint_id of the checkpoint the writes belong to")
@@ -583,7 +549,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             # A task that wrote the conversation: its messages are recorded with the next
             # checkpoint, in the order the graph applied them, and not stored twice. Its writes
             # are all or nothing, so after a crash before that checkpoint the task runs again.
-            return [], []
+            return []
         owner = session.agent if session is not None else ""
         stored: builtins.list[builtins.list[Any]] = []
         with self._lock:
@@ -593,8 +559,8 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                     continue  # stored already: a task's regular writes are stored once
                 stored.append([idx, channel, *self._dump(value)])
         if not stored:
-            return [], []
-        return [WritesPut(ns=ns, cid=cid, task=task_id, path=task_path, writes=stored)], []
+            return []
+        return [WritesPut(ns=ns, cid=cid, task=task_id, path=task_path, writes=stored)]
 
     def _new_message_events(self, th: Thread, messages: Sequence[Any]) -> tuple[Events, Ids]:
         """The events of the messages the call does not hold yet, with ids derived from theirs."""
@@ -625,23 +591,13 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
 
     def _write(
         self, th: Thread, session: vs.Session | None, events: Events, ids: Ids, inputs: Sequence[str] = ()
-    ) -> None:
+    ) -> Flow[None]:
         before = th.seq
         if session is not None:
-            with self._session_lock(session):  # LangGraph saves from several threads at once
-                seq = session.record(*events)
+            # LangGraph saves from several threads at once; a session's sync calls go one at a time
+            seq: int = yield io(session.record, session.arecord, *events, lock=self._session_lock(session))
         else:
-            seq = self._append_plain(th.id, events)
-        self._done(th, session, seq, events, ids, inputs, before)
-
-    async def _awrite(
-        self, th: Thread, session: vs.Session | None, events: Events, ids: Ids, inputs: Sequence[str] = ()
-    ) -> None:
-        before = th.seq
-        if session is not None:
-            seq = await session.arecord(*events)
-        else:
-            seq = await self._aappend_plain(th.id, events)
+            seq = yield from self._append_plain(th.id, events)
         self._done(th, session, seq, events, ids, inputs, before)
 
     def _done(
@@ -661,19 +617,13 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 return  # a thread created just now: the next read folds it from the start
         self._settle(th, seq, events, session.agent if session is not None else "", before)
 
-    def _append_plain(self, thread_id: str, events: Sequence[vs.Event]) -> int:
+    def _append_plain(self, thread_id: str, events: Sequence[vs.Event]) -> Flow[int]:
         try:
-            return self.store.append(thread_id, *events)
+            seq: int = yield io(self.store.append, self.store.aappend, thread_id, *events)
         except vs.CallNotFound:
-            self._create(thread_id)
-            return self.store.append(thread_id, *events)
-
-    async def _aappend_plain(self, thread_id: str, events: Sequence[vs.Event]) -> int:
-        try:
-            return await self.store.aappend(thread_id, *events)
-        except vs.CallNotFound:
-            await self._acreate(thread_id)
-            return await self.store.aappend(thread_id, *events)
+            yield io(self._create, self._acreate, thread_id)
+            seq = yield io(self.store.append, self.store.aappend, thread_id, *events)
+        return seq
 
     def _create(self, thread_id: str) -> None:
         try:
@@ -693,74 +643,56 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     # -- deleting, copying, pruning ------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
-        session = self._bound(thread_id)
-        if session is not None:
-            th = self._thread(thread_id)
-            self._write(th, session, [ThreadCleared()], [])
-            return
-        th = self._known(thread_id)
-        self.store.delete(thread_id)
-        with self._lock:
-            th.reset()
+        run(self._delete_thread(thread_id))
 
     async def adelete_thread(self, thread_id: str) -> None:
+        await arun(self._delete_thread(thread_id))
+
+    def _delete_thread(self, thread_id: str) -> Flow[None]:
         session = self._bound(thread_id)
-        if session is not None:
-            th = self._thread(thread_id)
-            await self._awrite(th, session, [ThreadCleared()], [])
+        if session is not None:  # the call stays: this agent's checkpoints are forgotten
+            yield from self._write(self._thread(thread_id), session, [ThreadCleared()], [])
             return
-        th = await self._aknown(thread_id)
-        await self.store.adelete(thread_id)
+        th = yield from self._known(thread_id)
+        yield io(self.store.delete, self.store.adelete, thread_id)
         with self._lock:
             th.reset()
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        src = self._plain_source(self._refresh(source_thread_id))
-        if src is None:
-            return
-        self._known(target_thread_id)
-        for batch in _batches(self._copies(src, keep_all=True)):
-            self._append_plain(target_thread_id, batch)
+        run(self._copy_thread(source_thread_id, target_thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        src = self._plain_source(await self._arefresh(source_thread_id))
+        await arun(self._copy_thread(source_thread_id, target_thread_id))
+
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> Flow[None]:
+        src = self._plain_source((yield from self._refresh(source_thread_id)))
         if src is None:
             return
-        await self._aknown(target_thread_id)
+        yield from self._known(target_thread_id)
         for batch in _batches(self._copies(src, keep_all=True)):
-            await self._aappend_plain(target_thread_id, batch)
+            yield from self._append_plain(target_thread_id, batch)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        _check_strategy(strategy)
-        for thread_id in thread_ids:
-            th = self._plain_source(self._refresh(thread_id))
-            if th is None:
-                continue
-            if strategy == "delete":
-                self.delete_thread(thread_id)
-                continue
-            kept = self._copies(th, keep_all=False)
-            self.store.delete(thread_id)  # a plain thread is rebuilt with what it keeps
-            with self._lock:
-                th.reset()
-            for batch in _batches(kept):
-                self._append_plain(thread_id, batch)
+        run(self._prune(thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await arun(self._prune(thread_ids, strategy))
+
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
         _check_strategy(strategy)
         for thread_id in thread_ids:
-            th = self._plain_source(await self._arefresh(thread_id))
+            th = self._plain_source((yield from self._refresh(thread_id)))
             if th is None:
                 continue
             if strategy == "delete":
-                await self.adelete_thread(thread_id)
+                yield from self._delete_thread(thread_id)
                 continue
             kept = self._copies(th, keep_all=False)
-            await self.store.adelete(thread_id)
+            yield io(self.store.delete, self.store.adelete, thread_id)  # rebuilt with what it keeps
             with self._lock:
                 th.reset()
             for batch in _batches(kept):
-                await self._aappend_plain(thread_id, batch)
+                yield from self._append_plain(thread_id, batch)
 
     def _plain_source(self, th: Thread) -> Thread | None:
         if th.kind == "call":
@@ -820,10 +752,6 @@ class _Render:
 
     session: vs.Session | None
     state: vs.CallState | None = None
-
-    @property
-    def needs_state(self) -> bool:
-        return self.state is None
 
 
 def _size(ev: Checkpointed) -> int:

@@ -1,0 +1,77 @@
+"""One body for both twins: an operation of the saver is a generator (a flow) that yields the
+store calls it needs, ``io(sync_fn, async_fn, *args)``, and is sent their results (or thrown their
+errors). ``run`` drives a flow with the sync calls, ``arun`` with the async ones."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Call:
+    """A store call a flow waits for: its sync and async forms and their arguments."""
+
+    __slots__ = ("args", "asynchronous", "kwargs", "lock", "synchronous")
+
+    def __init__(
+        self,
+        synchronous: Callable[..., Any],
+        asynchronous: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        lock: threading.Lock | None,
+    ) -> None:
+        self.synchronous, self.asynchronous = synchronous, asynchronous
+        self.args, self.kwargs, self.lock = args, kwargs, lock
+
+
+Flow = Generator[Call, Any, T]
+
+
+def io(
+    synchronous: Callable[..., Any],
+    asynchronous: Callable[..., Awaitable[Any]],
+    *args: Any,
+    lock: threading.Lock | None = None,
+    **kwargs: Any,
+) -> Call:
+    """The call ``synchronous(*args, **kwargs)``, or ``await asynchronous(...)``; ``lock`` is held
+    around the sync form (an object whose sync calls must not overlap, as a session's)."""
+    return Call(synchronous, asynchronous, args, kwargs, lock)
+
+
+def run(flow: Flow[T]) -> T:
+    result: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            call = flow.throw(error) if error is not None else flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            if call.lock is None:
+                result = call.synchronous(*call.args, **call.kwargs)
+            else:
+                with call.lock:
+                    result = call.synchronous(*call.args, **call.kwargs)
+        except Exception as exc:  # the flow handles it, or it propagates from the flow
+            error = exc
+
+
+async def arun(flow: Flow[T]) -> T:
+    result: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            call = flow.throw(error) if error is not None else flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            result = await call.asynchronous(*call.args, **call.kwargs)
+        except Exception as exc:
+            error = exc
