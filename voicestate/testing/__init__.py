@@ -18,6 +18,7 @@ backend (``memory://``) uses ``BackendConformance`` and ``StoreConformance``.
 ``voicestate.testing.asyncio_tests`` holds a pytest hook that runs ``async def``
 tests, each in a fresh event loop; a suite imports it into its ``conftest.py``
 (``from voicestate.testing.asyncio_tests import pytest_pyfunc_call``).
+``voicestate.testing.docs_examples`` runs a documentation page's examples as tests.
 """
 
 from __future__ import annotations
