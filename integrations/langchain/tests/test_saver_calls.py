@@ -223,25 +223,17 @@ def test_an_interrupt_waits_for_the_caller_on_the_call_thread(handed: vs.Store) 
         answer = interrupt("Refund 42.50 to the card ending 4242?")
         return {"messages": [AIMessage(f"Refund {'confirmed' if answer == 'yes' else 'cancelled'}.")]}
 
-    graph = (
-        StateGraph(MessagesState)
-        .add_node("confirm", confirm)
-        .add_edge(START, "confirm")
-        .add_edge("confirm", END)
-        .compile(checkpointer=VoiceStateSaver(store, session=session))
-    )
+    def compiled() -> Any:
+        builder = StateGraph(MessagesState).add_node("confirm", confirm).add_edge(START, "confirm")
+        return builder.add_edge("confirm", END).compile(checkpointer=VoiceStateSaver(store, session=session))
+
+    graph = compiled()
     first = graph.invoke({"messages": []}, CONFIG)
     assert first["__interrupt__"][0].value == "Refund 42.50 to the card ending 4242?"
     assert graph.get_state(CONFIG).next == ("confirm",)
 
-    # the answer comes later, to a saver of a new worker on the same call (the same session here)
-    graph2 = (
-        StateGraph(MessagesState)
-        .add_node("confirm", confirm)
-        .add_edge(START, "confirm")
-        .add_edge("confirm", END)
-        .compile(checkpointer=VoiceStateSaver(store, session=session))
-    )
+    # the answer comes later, to another saver on the same call (it reads the pending interrupt)
+    graph2 = compiled()
     out = graph2.invoke(Command(resume="yes"), CONFIG)
     assert out["messages"][-1].content == "Refund confirmed."
     assert _conversation(_owned_by(store, "billing")) == [("AgentSpoke", "Refund confirmed.")]
