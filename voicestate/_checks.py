@@ -20,6 +20,7 @@ from ._events import (
     ToolCancelled,
     ToolReturned,
     UserSpoke,
+    check_changes,
 )
 from ._redact import mask_heard
 from ._state import Folder
@@ -66,6 +67,8 @@ def prepare(
         if type(ev) is SlotsSet and not isinstance(ev.scope, str):
             raise InvalidEvent(f"SlotsSet scope {ev.scope!r:.60}: use 'call' (the default) or 'agent:<name>'")
         data = encode_event(ev, agent)  # validates every field first: the checks below may rely on their types
+        if type(ev).STATE is not None:
+            check_changes(ev)
         if redact is not None and type(ev) is Interrupted:
             ev, data = _mask_heard(ev, data, batch, folder, agent)
         if type(ev) in _CHECKED and ev.id not in known:
@@ -193,6 +196,8 @@ def prepare_outside(events: Sequence[Event], config: StoreConfig) -> list[Item]:
         if config.redact is not None:
             ev = config.redact(ev)
         data = encode_event(ev)
+        if type(ev).STATE is not None:
+            check_changes(ev)
         if len(data) > config.max_event_bytes:
             raise config.too_large(ev, len(data))
         items.append((ev, data))

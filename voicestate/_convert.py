@@ -83,6 +83,7 @@ def make_converter() -> cattrs.Converter:
             "tools": {k: conv.unstructure(v) for k, v in st.tools.items()},
             "slots": dict(st.slots),
             "private_slots": {k: dict(v) for k, v in st.private_slots.items()},
+            "plugin_state": {k: dict(v) for k, v in st.plugin_state.items()},
             "handoffs": [event_to_dict(h) for h in st.handoffs],
             "notes": [event_to_dict(n) for n in st.notes],
             "pending_handoff": None if st.pending_handoff is None else st.pending_handoff.packet_id,

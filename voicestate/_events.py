@@ -113,6 +113,9 @@ class Event:
     # True: anyone may append it with store.append (no ownership needed); a plugin's
     # event type may say so too (a checkpoint written by whichever worker runs a graph).
     OUTSIDE: ClassVar[bool] = False
+    # A plugin's event type folds into ``CallState.plugin_state[STATE]`` when it names a
+    # namespace here and returns its changes from ``changes()`` (key -> value, None deletes).
+    STATE: ClassVar[str | None] = None
 
     id: str = attrs.field(factory=new_event_id)
     at: float = attrs.field(factory=time.time)
@@ -120,6 +123,10 @@ class Event:
     seq: int | None = attrs.field(default=None, eq=False)
     chain: bytes | None = attrs.field(default=None, eq=False, repr=False)
     extra: Mapping[str, Any] = attrs.field(default=EMPTY, repr=False)
+
+    def changes(self) -> Mapping[str, Any]:
+        """What this event sets in ``plugin_state[STATE]`` (key -> JSON value; None deletes)."""
+        return EMPTY
 
 
 E = TypeVar("E", bound=type[Event])
@@ -374,6 +381,23 @@ def bad_text(text: str, where: str) -> InvalidEvent:
         f"{where}: the text holds a lone surrogate {found} at position {pos}, which UTF-8 cannot store; "
         "pass valid text (decode bytes with errors='replace', or drop the surrogate)"
     )
+
+
+def check_changes(ev: Event) -> None:
+    """A folding plugin event's ``changes()``: string keys to JSON values (None deletes), else InvalidEvent."""
+    cls = type(ev)
+    ns = cls.STATE
+    if not isinstance(ns, str) or not ns:
+        raise InvalidEvent(
+            f"{cls.TYPE}.STATE names the plugin_state namespace it folds into: a non-empty str, not {ns!r}"
+        )
+    try:
+        changes = ev.changes()
+    except Exception as exc:
+        raise InvalidEvent(f"{cls.TYPE}.changes() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(changes, Mapping):
+        raise InvalidEvent(f"{cls.TYPE}.changes() returns a mapping (key -> value), not {type(changes).__name__}")
+    _check_json(dict(changes), f"{cls.TYPE}.changes() of plugin_state[{ns!r}]")
 
 
 def _check_json(value: Any, path: str, depth: int = 0) -> None:

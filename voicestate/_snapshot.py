@@ -27,7 +27,7 @@ from ._codec import decode_event, encode_event, packb
 from ._events import HandedOff
 from ._state import Folder, HandoffView, ToolCall, Turn
 
-VERSION = 3
+VERSION = 4  # 4: plugin_state
 _ROLE_CODE = {"user": ord("u"), "agent": ord("a")}
 _ROLES = {ord("u"): "user", ord("a"): "agent"}
 
@@ -90,6 +90,7 @@ def snapshot_of(folder: Folder) -> Snapshot:
         dict(folder.fates),
         _index(state.handoffs, folder.owner_handoff),
         [(sorted(v.pending_tools), dict(v.slots)) for v in folder.handoff_views],
+        {ns: dict(v) for ns, v in state.plugin_state.items()},
     )
     return Snapshot(state.seq, state.chain, packb(body))
 
@@ -137,6 +138,7 @@ def _fold(call_id: str, snap: Snapshot) -> Folder:
             fates,
             owner_handoff,
             views,
+            plugin,
         ) = body
         if version != VERSION or sid != call_id or seq != snap.seq:
             raise ValueError("the snapshot is of another call, seq or version")
@@ -183,6 +185,7 @@ def _fold(call_id: str, snap: Snapshot) -> Folder:
         f._tool_index[tcid] = i
     f._slots = {k: [(seq, v)] for k, v in slots.items()}
     f._private = {a: {k: [(seq, v)] for k, v in vals.items()} for a, vals in private.items()}
+    f._plugin = {ns: {k: [(seq, v)] for k, v in vals.items()} for ns, vals in plugin.items()}
     f.handoffs = [decode_event(data, hseq, hchain) for hseq, hchain, data in handoffs]  # type: ignore[misc]
     f.notes = [decode_event(data, nseq, nchain) for nseq, nchain, data in notes]  # type: ignore[misc]
     f.pending_handoff = f.handoffs[pending] if pending >= 0 else None

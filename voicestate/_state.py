@@ -286,6 +286,11 @@ class CallState:
         return _Private(self._parts[8], self.seq)
 
     @property
+    def plugin_state(self) -> Mapping[str, Mapping[str, Any]]:
+        """What plugin event types folded in: their namespace (``STATE``) -> key -> value."""
+        return _Private(self._parts[14], self.seq)
+
+    @property
     def handoffs(self) -> Sequence[HandedOff]:
         p = self._parts
         return _Seq(p[9], p[10])
@@ -375,6 +380,7 @@ class Folder:
         self._tool_changes: History = {}
         self._slots: History = {}
         self._private: dict[str, History] = {}
+        self._plugin: dict[str, History] = {}  # a plugin event type's STATE namespace -> its keys
         # indexes: they only gain keys
         self._agent_turn_by_seq: dict[int, int] = {}
         self._agent_turn_by_id: dict[str, int] = {}
@@ -421,6 +427,7 @@ class Folder:
                 notes,
                 len(notes),
                 self.handoff_views,
+                self._plugin,
             ),
         )
         self._snap = s
@@ -449,6 +456,7 @@ class Folder:
         self._tool_changes = _cut(self._tool_changes, seq)
         self._slots = _cut(self._slots, seq)
         self._private = {a: _cut(h, seq) for a, h in self._private.items()}
+        self._plugin = {a: _cut(h, seq) for a, h in self._plugin.items()}
         self._tool_index = {k: v for k, v in self._tool_index.items() if v < n_tools}
         self._agent_turn_by_seq = {k: v for k, v in self._agent_turn_by_seq.items() if v < n_turns}
         self._agent_turn_by_id = {k: v for k, v in self._agent_turn_by_id.items() if v < n_turns}
@@ -493,8 +501,23 @@ class Folder:
         self.chain = chain
         self._snap = None
         fold = _FOLDS.get(ev.__class__)
-        if fold is not None:  # unknown and plugin event types change nothing here; they stay in the log
+        if fold is not None:
             fold(self, ev, seq, chain, agent)
+        elif ev.__class__.STATE is not None:  # a plugin event type that folds into plugin_state
+            self._plugin_changes(ev, seq)
+        # other plugin event types, and unknown ones, change nothing here; they stay in the log
+
+    def _plugin_changes(self, ev: Event, seq: int) -> None:
+        # Checked when recorded (check_changes); an event another writer stored that this
+        # plugin cannot fold stays in the log and changes nothing.
+        try:
+            changes = {str(k): (_GONE if v is None else _copy_json(v)) for k, v in ev.changes().items()}
+        except Exception:
+            return
+        if changes:
+            target = self._plugin.setdefault(str(ev.__class__.STATE), {})
+            for k, v in changes.items():
+                target.setdefault(k, []).append((seq, v))
 
     def _user_spoke(self, ev: UserSpoke, seq: int, chain: bytes, agent: str | None) -> None:
         if ev.final:
