@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import operator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from kit import CALLER_FIRST, CALLER_SECOND, HEARD, SPOKEN, run_child, run_triage, scripted, texts
@@ -272,3 +272,44 @@ def test_delete_thread_forgets_the_graph_state_but_not_the_call(handed: vs.Store
     assert state.values.get("steps", 0) == 0  # billing's own channels are gone
     assert state.values["messages"][-1].content == "Noted."  # the conversation is the call's
     assert graph.invoke({"messages": []}, CONFIG)["steps"] == 1
+
+
+def test_a_task_that_spoke_is_not_run_again_when_a_sibling_interrupts(handed: vs.Store) -> None:
+    store = handed
+    session = store.resume(CALL, agent="billing")
+    runs: list[str] = []
+
+    def refund(state: MessagesState) -> dict[str, Any]:
+        runs.append("refund")  # a side effect
+        return {"messages": [AIMessage("Refunded INV-4.")]}
+
+    def confirm(state: MessagesState) -> dict[str, Any]:
+        answer = interrupt("Send the receipt by email?")
+        return {"messages": [AIMessage(f"Receipt: {answer}.")]}
+
+    builder = StateGraph(MessagesState).add_node("refund", refund).add_node("confirm", confirm)
+    builder.add_edge(START, "refund").add_edge(START, "confirm").add_edge("refund", END).add_edge("confirm", END)
+    graph = builder.compile(checkpointer=VoiceStateSaver(store, session=session))
+    graph.invoke({"messages": []}, CONFIG)
+    graph.invoke(Command(resume="yes"), CONFIG)
+    assert runs == ["refund"]
+    spoken = [e.text for e in store.events(CALL) if isinstance(e, vs.AgentSpoke) and e.agent == "billing"]
+    assert sorted(spoken) == ["Receipt: yes.", "Refunded INV-4."]
+
+
+def test_messages_with_no_id_are_recorded_once(handed: vs.Store) -> None:
+    class Plain(TypedDict):  # a list channel with no add_messages reducer: no ids given
+        messages: Annotated[list[Any], operator.add]
+
+    store = handed
+    session = store.resume(CALL, agent="billing")
+    builder = StateGraph(Plain).add_node("a", lambda s: {"messages": [AIMessage("first")]})
+    builder.add_node("b", lambda s: {"messages": [AIMessage("second")]})
+    graph = (
+        builder.add_edge(START, "a")
+        .add_edge("a", "b")
+        .add_edge("b", END)
+        .compile(checkpointer=VoiceStateSaver(store, session=session))
+    )
+    graph.invoke({"messages": []}, CONFIG)
+    assert _conversation(_owned_by(store, "billing")) == [("AgentSpoke", "first"), ("AgentSpoke", "second")]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kit import run_child, scripted
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 import voicestate as vs
@@ -95,6 +95,62 @@ def test_a_thread_deleted_and_written_again_is_read_anew() -> None:
     latest = reader.get_tuple(THREAD)
     assert latest is not None
     assert [m.content for m in latest.checkpoint["channel_values"]["messages"]] == ["new", "c"]
+
+
+def test_a_thread_recreated_longer_elsewhere_is_not_taken_for_the_old_one() -> None:
+    store = vs.open_store("memory://")
+    a, b = VoiceStateSaver(store), VoiceStateSaver(store)
+    chat_graph(a, "a1").invoke({"messages": [HumanMessage("old")]}, THREAD)  # a folds its own writes
+    b.delete_thread("chat-1")
+    for i in range(3):  # a new log, longer than the one a folded
+        chat_graph(b, f"b{i}").invoke({"messages": [HumanMessage(f"new{i}")]}, THREAD)
+    want = ["new0", "b0", "new1", "b1", "new2", "b2"]
+    assert [m.content for m in a.get_tuple(THREAD).checkpoint["channel_values"]["messages"]] == want  # type: ignore[union-attr]
+    assert len(list(a.list(THREAD))) == len(list(b.list(THREAD)))
+    # and a write from the saver that had the old thread lands on the new one, readable by all
+    out = chat_graph(a, "a2").invoke({"messages": [HumanMessage("q")]}, THREAD)
+    assert [m.content for m in out["messages"]] == [*want, "q", "a2"]
+    fresh = VoiceStateSaver(store).get_tuple(THREAD)
+    assert [m.content for m in fresh.checkpoint["channel_values"]["messages"]] == [*want, "q", "a2"]  # type: ignore[union-attr]
+
+
+def test_a_write_to_a_thread_deleted_meanwhile_is_stored_whole() -> None:
+    store = vs.open_store("memory://")
+    a, b = VoiceStateSaver(store), VoiceStateSaver(store)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    cp = empty_checkpoint()
+    cp["channel_values"], cp["channel_versions"] = {"x": 1}, {"x": 1}
+    first = a.put(config, cp, {"source": "input", "step": -1}, {"x": 1})
+    b.delete_thread("t")
+    cp2 = create_checkpoint(cp, None, 0)
+    cp2["channel_values"], cp2["channel_versions"] = {"x": 2}, {"x": 2}
+    a.put(first, cp2, {"source": "loop", "step": 0}, {"x": 2})
+    got = VoiceStateSaver(store).get_tuple({"configurable": {"thread_id": "t"}})
+    assert got is not None and got.checkpoint["channel_values"] == {"x": 2}
+
+
+def test_prune_refuses_a_rebuild_the_store_would_refuse_and_deletes_nothing() -> None:
+    store = vs.open_store("memory://", max_event_bytes=2048)
+    saver = VoiceStateSaver(store)
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    cp = empty_checkpoint()
+    cp["channel_values"], cp["channel_versions"] = {"a": "x" * 1000}, {"a": 1}
+    first = saver.put(config, cp, {"source": "input", "step": -1}, {"a": 1})
+    cp2 = create_checkpoint(cp, None, 0)
+    cp2["channel_values"], cp2["channel_versions"] = {"a": "x" * 1000, "b": "y" * 1000}, {"a": 1, "b": 2}
+    saver.put(first, cp2, {"source": "loop", "step": 0}, {"b": 2})
+    with pytest.raises(vs.InvalidArgument, match="max_event_bytes"):
+        saver.prune(["t"])
+    assert len(list(VoiceStateSaver(store).list({"configurable": {"thread_id": "t"}}))) == 2
+
+
+def test_listing_every_thread_pages_through_the_store() -> None:
+    store = vs.open_store("memory://")
+    saver = VoiceStateSaver(store)
+    for i in range(620):  # more than a page of calls
+        saver.put({"configurable": {"thread_id": f"t{i:04}", "checkpoint_ns": ""}}, empty_checkpoint(), {"step": i}, {})
+    assert len(list(saver.list(None))) == 620
+    assert [t.metadata["step"] for t in saver.list(None, filter={"step": 619})] == [619]
 
 
 def test_few_cached_threads_still_read_right() -> None:

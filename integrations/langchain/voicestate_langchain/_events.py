@@ -23,8 +23,9 @@ import voicestate as vs
 class Checkpointed(vs.Event):
     """A checkpoint of namespace ``ns``, stored as its difference from ``base`` (see :mod:`._compact`).
 
-    ``base`` is the seq of an earlier ``Checkpointed`` of the same writer and
-    namespace (0: none, every field whole); ``cp`` LangGraph's ``Checkpoint``
+    ``base`` is what it is stored against: the seq of an earlier ``Checkpointed``
+    of the same writer and namespace, 0 the writer's previous one (on a voice
+    call, whose owner is its one writer), -1 none (every field whole); ``cp`` LangGraph's ``Checkpoint``
     without its values, ``meta`` its metadata, ``parent`` the parent's id
     (omitted when it is the base's; ``orphan``: it has none), ``blobs`` the
     values of the channels it stores (its ``new_versions``).

@@ -25,8 +25,9 @@ import builtins
 import json
 import math
 import threading
+import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -58,6 +59,7 @@ START_ID = "00000000-0000-6000-8000-000000000000"
 START = "__start__"  # LangGraph's input channel
 Events = list[vs.Event]
 Ids = list[str]
+_PAGE = 500  # calls per page when every thread is listed
 _APPEND_BATCH = 64  # events per store.append when a thread is copied or rebuilt
 
 
@@ -158,11 +160,10 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             if tail is None:  # no such call
                 th.reset()
                 return True
-            if not th.continues(tail):
-                th.reset()
-                return False
-            th.fold(tail)
-            return True
+            if th.take(tail):
+                return True
+            th.reset()
+            return False
 
     def _refresh(self, thread_id: str) -> Flow[Thread]:
         """The thread with its log's new tail folded in (all of the log, when it was replaced)."""
@@ -183,7 +184,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 return  # others wrote in between: the next read folds the tail in order
             for i, ev in enumerate(events, start=before + 1):
                 th.apply(attrs.evolve(ev, agent=owner or ev.agent, seq=i))
-            th.seq, th.chain = seq, None
+            th.seq, th.chain, th.last_id = seq, None, events[-1].id
 
     # -- what is a thread ----------------------------------------------------------------
 
@@ -255,8 +256,15 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     ) -> Flow[builtins.list[CheckpointTuple]]:
         if config:
             threads = [config["configurable"]["thread_id"]]
-        else:
-            threads = [info.call_id for info in (yield io(self.store.calls, self.store.acalls))]
+        else:  # every thread of the store: its calls, page by page
+            threads = []
+            while True:
+                page = yield io(
+                    self.store.calls, self.store.acalls, limit=_PAGE, after=threads[-1] if threads else None
+                )
+                threads += [info.call_id for info in page]
+                if len(page) < _PAGE:
+                    break
         out: builtins.list[CheckpointTuple] = []
         for thread_id in threads:
             session = self._bound(thread_id)
@@ -433,7 +441,20 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         session = self._bound(thread_id)
         th = self._thread(thread_id) if session is not None else (yield from self._known(thread_id))
         events, ids, inputs = self._checkpoint_events(th, session, config, checkpoint, metadata, new_versions)
-        yield from self._write(th, session, events, ids, inputs)
+        rebuild = None
+        if session is None:
+
+            def rebuild() -> Events:  # the thread went meanwhile: the checkpoint is written whole
+                with self._lock:
+                    th.reset()
+                return self._checkpoint_events(th, session, config, checkpoint, metadata, new_versions)[0]
+
+        yield from self._write(th, session, events, ids, inputs, rebuild)
+        if session is not None:
+            with self._lock:  # the steps before this checkpoint ended (ids grow with time; a later
+                # step's writes may already be here: LangGraph saves in the background)
+                th.withheld = {k: v for k, v in th.withheld.items() if k[2] >= checkpoint["id"]}
+                th.special = {k for k in th.special if k[2] >= checkpoint["id"]}
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(
@@ -449,18 +470,36 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     def _put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
     ) -> Flow[None]:
-        thread_id, _, _ = _address(config)
+        thread_id, ns, cid = _address(config)
+        if cid is None:
+            raise vs.InvalidArgument("put_writes needs the checkpoint_id of the checkpoint the writes belong to")
         session = self._bound(thread_id)
         th = self._thread(thread_id) if session is not None else (yield from self._known(thread_id))
-        events = self._write_events(th, session, config, writes, task_id, task_path)
+        owner = session.agent if session is not None else ""
+        batches = [(task_id, task_path, list(writes))]
+        if session is not None and ns == "":
+            with self._lock:
+                key = (owner, ns, cid)
+                special = key in th.special or th.has_special(*key)
+                if any(channel in WRITES_IDX_MAP for channel, _ in writes):
+                    th.special.add(key)  # decided here, under the lock: a sibling's write now knows
+                if any(channel == self.messages_key for channel, _ in writes) and not special:
+                    # A task that wrote the conversation: its messages are recorded with the next
+                    # checkpoint, in the order the graph applied them, and not stored twice. Until the
+                    # step ends they are held here; if a task of the step is interrupted or fails (the
+                    # step then ends without a checkpoint and resumes from these writes) they are
+                    # stored. After a crash in between, the task runs again.
+                    th.withheld.setdefault(key, []).append(batches.pop())
+                elif any(channel in WRITES_IDX_MAP for channel, _ in writes):
+                    batches += th.withheld.pop(key, [])
+        events = self._write_events(th, owner, ns, cid, batches)
         if events:
             yield from self._write(th, session, events, [])
 
     def _known(self, thread_id: str) -> Flow[Thread]:
-        """The thread, with its kind known (a write to a voice call needs its session)."""
-        th = self._thread(thread_id)
-        if th.kind is None:
-            th = yield from self._refresh(thread_id)
+        """The thread as stored now (any worker may write a plain thread, or delete it): a write
+        encodes against what the log holds. A voice call needs its session."""
+        th = yield from self._refresh(thread_id)
         self._check_writable(th)
         return th
 
@@ -534,33 +573,21 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         return events, ids, inputs
 
     def _write_events(
-        self,
-        th: Thread,
-        session: vs.Session | None,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
+        self, th: Thread, owner: str, ns: str, cid: str, batches: builtins.list[tuple[str, str, builtins.list[Any]]]
     ) -> Events:
-        _, ns, cid = _address(config)
-        if cid is None:
-            raise vs.InvalidArgument("put_writes needs the checkpoint_id of the checkpoint the writes belong to")
-        if session is not None and ns == "" and any(channel == self.messages_key for channel, _ in writes):
-            # A task that wrote the conversation: its messages are recorded with the next
-            # checkpoint, in the order the graph applied them, and not stored twice. Its writes
-            # are all or nothing, so after a crash before that checkpoint the task runs again.
-            return []
-        owner = session.agent if session is not None else ""
-        stored: builtins.list[builtins.list[Any]] = []
+        """``WritesPut`` events for each task's ``(task_id, task_path, writes)`` not stored yet."""
+        events: Events = []
         with self._lock:
-            for i, (channel, value) in enumerate(writes):
-                idx = WRITES_IDX_MAP.get(channel, i)
-                if idx >= 0 and th.has_write(owner, ns, cid, task_id, idx):
-                    continue  # stored already: a task's regular writes are stored once
-                stored.append([idx, channel, *self._dump(value)])
-        if not stored:
-            return []
-        return [WritesPut(ns=ns, cid=cid, task=task_id, path=task_path, writes=stored)]
+            for task_id, task_path, writes in batches:
+                stored: builtins.list[builtins.list[Any]] = []
+                for i, (channel, value) in enumerate(writes):
+                    idx = WRITES_IDX_MAP.get(channel, i)
+                    if idx >= 0 and th.has_write(owner, ns, cid, task_id, idx):
+                        continue  # stored already: a task's regular writes are stored once
+                    stored.append([idx, channel, *self._dump(value)])
+                if stored:
+                    events.append(WritesPut(ns=ns, cid=cid, task=task_id, path=task_path, writes=stored))
+        return events
 
     def _new_message_events(self, th: Thread, messages: Sequence[Any]) -> tuple[Events, Ids]:
         """The events of the messages the call does not hold yet, with ids derived from theirs."""
@@ -569,20 +596,18 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         for m in messages:
             if not isinstance(m, BaseMessage):
                 continue  # the reducer's input forms (dicts, tuples) reach the state as messages
+            if not m.id:  # a channel with no add_messages reducer: the message keeps the id it gets here
+                m.id = str(uuid.uuid4())
             mid = m.id
-            if mid is not None and (mid.startswith("vs:") or mid in th.recorded):
+            if mid.startswith("vs:") or mid in th.recorded:
                 continue
             if isinstance(m, HumanMessage) and m.content in th.pending_inputs:
                 th.pending_inputs.remove(m.content)  # the graph's input, recorded with the input checkpoint
-                if mid is not None:
-                    ids.append(mid)
-                continue
-            parsed = parse([m])
-            if mid is not None:  # the same message recorded again (a retried put) is stored once
-                key = short(mid)
-                parsed = [attrs.evolve(ev, id=f"lc:{key}:{k}") for k, ev in enumerate(parsed)]
                 ids.append(mid)
-            events.extend(parsed)
+                continue
+            key = short(mid)  # the same message recorded again (a retried put) is stored once
+            events.extend(attrs.evolve(ev, id=f"lc:{key}:{k}") for k, ev in enumerate(parse([m])))
+            ids.append(mid)
         return events, ids
 
     def _dump(self, value: Any) -> Ids:
@@ -590,14 +615,20 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         return [kind, base64.b64encode(data).decode("ascii")]
 
     def _write(
-        self, th: Thread, session: vs.Session | None, events: Events, ids: Ids, inputs: Sequence[str] = ()
+        self,
+        th: Thread,
+        session: vs.Session | None,
+        events: Events,
+        ids: Ids,
+        inputs: Sequence[str] = (),
+        rebuild: Callable[[], Events] | None = None,
     ) -> Flow[None]:
         before = th.seq
         if session is not None:
             # LangGraph saves from several threads at once; a session's sync calls go one at a time
             seq: int = yield io(session.record, session.arecord, *events, lock=self._session_lock(session))
         else:
-            seq = yield from self._append_plain(th.id, events)
+            seq = yield from self._append_plain(th.id, events, rebuild)
         self._done(th, session, seq, events, ids, inputs, before)
 
     def _done(
@@ -617,11 +648,15 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 return  # a thread created just now: the next read folds it from the start
         self._settle(th, seq, events, session.agent if session is not None else "", before)
 
-    def _append_plain(self, thread_id: str, events: Sequence[vs.Event]) -> Flow[int]:
+    def _append_plain(
+        self, thread_id: str, events: Sequence[vs.Event], rebuild: Callable[[], Events] | None = None
+    ) -> Flow[int]:
         try:
             seq: int = yield io(self.store.append, self.store.aappend, thread_id, *events)
         except vs.CallNotFound:
             yield io(self._create, self._acreate, thread_id)
+            if rebuild is not None:  # stored against checkpoints of a log that is gone
+                events = rebuild()
             seq = yield io(self.store.append, self.store.aappend, thread_id, *events)
         return seq
 
@@ -688,11 +723,32 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 yield from self._delete_thread(thread_id)
                 continue
             kept = self._copies(th, keep_all=False)
+            self._check_sizes(thread_id, kept)  # before anything is deleted
+            later: Events = yield io(self.store.events, self.store.aevents, thread_id, after=th.seq)
+            if later:
+                raise vs.SeqConflict(
+                    f"thread {thread_id!r} was written while it was being pruned; prune it again",
+                    expected=th.seq,
+                    actual=later[-1].seq or th.seq,
+                )
             yield io(self.store.delete, self.store.adelete, thread_id)  # rebuilt with what it keeps
             with self._lock:
                 th.reset()
             for batch in _batches(kept):
                 yield from self._append_plain(thread_id, batch)
+
+    def _check_sizes(self, thread_id: str, events: Events) -> None:
+        """Refuse a rebuild with an event the store would refuse (its JSON bounds its stored size)."""
+        limit = self.store.config.max_event_bytes
+        for ev in events:
+            fields = attrs.asdict(ev, filter=lambda a, v: a.name not in ("seq", "chain"))
+            size = len(json.dumps(fields, default=_plain_json).encode())
+            if size > limit:
+                raise vs.InvalidArgument(
+                    f"pruning thread {thread_id!r} would store its latest checkpoint whole, {size:,} bytes, "
+                    f"over the store's max_event_bytes ({limit:,}); nothing was deleted: raise "
+                    "open_store(max_event_bytes=...) or keep the thread as it is"
+                )
 
     def _plain_source(self, th: Thread) -> Thread | None:
         if th.kind == "call":
@@ -815,6 +871,14 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if type(value) is list:
         return all(_is_json(v, depth + 1) for v in value)
     return False
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    return str(value)
 
 
 def _check_strategy(strategy: str) -> None:

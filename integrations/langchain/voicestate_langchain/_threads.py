@@ -65,31 +65,44 @@ class Thread:
 
     def __init__(self, thread_id: str) -> None:
         self.id = thread_id
+        # What this process knows of the messages it recorded: kept when the fold is reset.
+        self.recorded: set[str] = set()  # message ids known to be in the call's log
+        self.pending_inputs: list[str] = []  # inputs this process recorded, not yet seen in a checkpoint
         self.reset()
 
     def reset(self) -> None:
+        """Forget the fold (the log was deleted or replaced); the next read folds it from the start."""
         self.kind: str | None = None  # "plain", "call", or None: no call of that id (yet)
         self.seq = 0
         self.chain: bytes | None = None  # of the event at ``seq``; None when folded from our own write
+        self.last_id: str | None = None  # the id of the event at ``seq``
         self.checkpoints: dict[Key, dict[str, Stored]] = {}
         self.by_seq: dict[int, Stored] = {}  # every checkpoint folded, by its event's seq: the bases
         self.recent: dict[Key, list[Stored]] = {}  # the last few stored per key: candidate bases
         self.versions: dict[tuple[str, str, str, Any], list[str]] = {}  # (owner, ns, channel, version) -> ids
         self.writes: dict[tuple[str, str, str], dict[tuple[str, int], Write]] = {}
-        self.recorded: set[str] = set()  # message ids known to be in the call's log
         self.inputs: dict[str, list[str]] = {}  # input key -> the texts recorded for it (INPUT_IDS)
-        self.pending_inputs: list[str] = []  # inputs this process recorded, not yet seen in a checkpoint
+        # a task's writes of the conversation, held until the step ends (see VoiceStateSaver._put_writes)
+        self.withheld: dict[tuple[str, str, str], list[tuple[str, str, list[Any]]]] = {}
+        self.special: set[tuple[str, str, str]] = set()  # checkpoints a task of which interrupted or failed
 
     # -- folding -----------------------------------------------------------------------
 
-    def continues(self, tail: list[vs.Event]) -> bool:
-        """Whether ``tail`` (read from ``seq - 1``, or all of it) continues what was folded."""
+    def take(self, tail: list[vs.Event]) -> bool:
+        """Fold what ``tail`` (read from at or before this fold's seq) adds; False when the log
+        does not continue this fold (it was deleted and created anew: read it whole)."""
         if self.seq == 0:
+            self.fold(tail)
             return True
-        if not tail:
-            return False  # the log is shorter than what was seen: deleted and created anew
-        first = tail[0]
-        return first.seq == self.seq and (self.chain is None or first.chain == self.chain)
+        at = next((e for e in tail if e.seq == self.seq), None)
+        if at is None:
+            # read before a write of ours landed (nothing new), or a log shorter than this fold
+            return bool(tail) and (tail[-1].seq or 0) < self.seq
+        same = at.chain == self.chain if self.chain is not None else at.id == self.last_id
+        if not same:
+            return False
+        self.fold([e for e in tail if (e.seq or 0) > self.seq])
+        return True
 
     def fold(self, events: list[vs.Event]) -> None:
         for ev in events:
@@ -97,7 +110,7 @@ class Thread:
             if ev.seq <= self.seq:
                 continue
             self.apply(ev)
-            self.seq, self.chain = ev.seq, ev.chain
+            self.seq, self.chain, self.last_id = ev.seq, ev.chain, ev.id
 
     def apply(self, ev: vs.Event) -> None:
         if isinstance(ev, Checkpointed):
@@ -213,3 +226,7 @@ class Thread:
 
     def has_write(self, owner: str, ns: str, cid: str, task: str, idx: int) -> bool:
         return (task, idx) in self.writes.get((owner, ns, cid), {})
+
+    def has_special(self, owner: str, ns: str, cid: str) -> bool:
+        """Whether a task of checkpoint ``cid`` stored a special write (an interrupt, an error)."""
+        return any(idx < 0 for _, idx in self.writes.get((owner, ns, cid), {}))
