@@ -24,10 +24,13 @@ from ._plugins import (
     unregister_plugin,
 )
 from ._public import publish
+from ._twins import Call, Flow, arun_flow, run_flow, twin
 from .hookspecs import hookimpl
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Call",
+    "Flow",
     "PLUGINS_ENV_VAR",
     "SCHEMA_VERSION",
     "TRACE_ENV_VAR",
@@ -46,6 +49,9 @@ __all__ = [
     "lazy_exports",
     "make_converter",
     "parse_keys",
+    "arun_flow",
+    "run_flow",
+    "twin",
     "register_backend",
     "register_event_type",
     "register_plugin",

@@ -46,9 +46,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import voicestate as vs
+from voicestate.plugins import Flow, arun_flow, encode_event, run_flow, twin
 
 from ._compact import CALL_VALUE, INPUT_VALUE, Value, pack_event, short
-from ._drive import Flow, arun, io, run
 from ._events import Checkpointed, ThreadCleared, WritesPut
 from ._format import parse
 from ._threads import INPUT_IDS, PLAIN, Stored, Thread
@@ -170,7 +170,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         th = self._thread(thread_id)
         for _ in range(2):
             try:
-                tail = yield io(self.store.events, self.store.aevents, thread_id, after=max(th.seq - 1, 0))
+                tail = yield twin(self.store.events, self.store.aevents, thread_id, after=max(th.seq - 1, 0))
             except vs.CallNotFound:
                 tail = None
             if self._fold(th, tail):
@@ -209,10 +209,10 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     # -- reading -------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return run(self._get_tuple(config))
+        return run_flow(self._get_tuple(config))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await arun(self._get_tuple(config))
+        return await arun_flow(self._get_tuple(config))
 
     def _get_tuple(self, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
         thread_id, ns, cid = _address(config)
@@ -234,7 +234,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        yield from run(self._list(config, filter, before, limit))
+        yield from run_flow(self._list(config, filter, before, limit))
 
     async def alist(
         self,
@@ -244,7 +244,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        for tup in await arun(self._list(config, filter, before, limit)):
+        for tup in await arun_flow(self._list(config, filter, before, limit)):
             yield tup
 
     def _list(
@@ -259,7 +259,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         else:  # every thread of the store: its calls, page by page
             threads = []
             while True:
-                page = yield io(
+                page = yield twin(
                     self.store.calls, self.store.acalls, limit=_PAGE, after=threads[-1] if threads else None
                 )
                 threads += [info.call_id for info in page]
@@ -344,10 +344,10 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     def _state(self, call_id: str, session: vs.Session | None) -> Flow[vs.CallState]:
         """The call as the session sees it (refreshed when others wrote since), or as stored."""
         if session is None:
-            loaded: vs.CallState = yield io(self.store.load, self.store.aload, call_id)
+            loaded: vs.CallState = yield twin(self.store.load, self.store.aload, call_id)
             return loaded
         if self._thread(call_id).seq > session.seq:
-            fresh: vs.CallState = yield io(session.refresh, session.arefresh, lock=self._session_lock(session))
+            fresh: vs.CallState = yield twin(session.refresh, session.arefresh, lock=self._session_lock(session))
             return fresh
         return session.state
 
@@ -419,7 +419,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return run(self._put(config, checkpoint, metadata, new_versions))
+        return run_flow(self._put(config, checkpoint, metadata, new_versions))
 
     async def aput(
         self,
@@ -428,7 +428,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await arun(self._put(config, checkpoint, metadata, new_versions))
+        return await arun_flow(self._put(config, checkpoint, metadata, new_versions))
 
     def _put(
         self,
@@ -460,12 +460,12 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        run(self._put_writes(config, writes, task_id, task_path))
+        run_flow(self._put_writes(config, writes, task_id, task_path))
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        await arun(self._put_writes(config, writes, task_id, task_path))
+        await arun_flow(self._put_writes(config, writes, task_id, task_path))
 
     def _put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
@@ -626,7 +626,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         before = th.seq
         if session is not None:
             # LangGraph saves from several threads at once; a session's sync calls go one at a time
-            seq: int = yield io(session.record, session.arecord, *events, lock=self._session_lock(session))
+            seq: int = yield twin(session.record, session.arecord, *events, lock=self._session_lock(session))
         else:
             seq = yield from self._append_plain(th.id, events, rebuild)
         self._done(th, session, seq, events, ids, inputs, before)
@@ -652,12 +652,12 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         self, thread_id: str, events: Sequence[vs.Event], rebuild: Callable[[], Events] | None = None
     ) -> Flow[int]:
         try:
-            seq: int = yield io(self.store.append, self.store.aappend, thread_id, *events)
+            seq: int = yield twin(self.store.append, self.store.aappend, thread_id, *events)
         except vs.CallNotFound:
-            yield io(self._create, self._acreate, thread_id)
+            yield twin(self._create, self._acreate, thread_id)
             if rebuild is not None:  # stored against checkpoints of a log that is gone
                 events = rebuild()
-            seq = yield io(self.store.append, self.store.aappend, thread_id, *events)
+            seq = yield twin(self.store.append, self.store.aappend, thread_id, *events)
         return seq
 
     def _create(self, thread_id: str) -> None:
@@ -678,10 +678,10 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     # -- deleting, copying, pruning ------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
-        run(self._delete_thread(thread_id))
+        run_flow(self._delete_thread(thread_id))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await arun(self._delete_thread(thread_id))
+        await arun_flow(self._delete_thread(thread_id))
 
     def _delete_thread(self, thread_id: str) -> Flow[None]:
         session = self._bound(thread_id)
@@ -689,15 +689,15 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             yield from self._write(self._thread(thread_id), session, [ThreadCleared()], [])
             return
         th = yield from self._known(thread_id)
-        yield io(self.store.delete, self.store.adelete, thread_id)
+        yield twin(self.store.delete, self.store.adelete, thread_id)
         with self._lock:
             th.reset()
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        run(self._copy_thread(source_thread_id, target_thread_id))
+        run_flow(self._copy_thread(source_thread_id, target_thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await arun(self._copy_thread(source_thread_id, target_thread_id))
+        await arun_flow(self._copy_thread(source_thread_id, target_thread_id))
 
     def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> Flow[None]:
         src = self._plain_source((yield from self._refresh(source_thread_id)))
@@ -708,10 +708,10 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             yield from self._append_plain(target_thread_id, batch)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        run(self._prune(thread_ids, strategy))
+        run_flow(self._prune(thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await arun(self._prune(thread_ids, strategy))
+        await arun_flow(self._prune(thread_ids, strategy))
 
     def _prune(self, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
         _check_strategy(strategy)
@@ -724,25 +724,24 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 continue
             kept = self._copies(th, keep_all=False)
             self._check_sizes(thread_id, kept)  # before anything is deleted
-            later: Events = yield io(self.store.events, self.store.aevents, thread_id, after=th.seq)
+            later: Events = yield twin(self.store.events, self.store.aevents, thread_id, after=th.seq)
             if later:
                 raise vs.SeqConflict(
                     f"thread {thread_id!r} was written while it was being pruned; prune it again",
                     expected=th.seq,
                     actual=later[-1].seq or th.seq,
                 )
-            yield io(self.store.delete, self.store.adelete, thread_id)  # rebuilt with what it keeps
+            yield twin(self.store.delete, self.store.adelete, thread_id)  # rebuilt with what it keeps
             with self._lock:
                 th.reset()
             for batch in _batches(kept):
                 yield from self._append_plain(thread_id, batch)
 
     def _check_sizes(self, thread_id: str, events: Events) -> None:
-        """Refuse a rebuild with an event the store would refuse (its JSON bounds its stored size)."""
+        """Refuse a rebuild with an event the store would refuse, before anything is deleted."""
         limit = self.store.config.max_event_bytes
         for ev in events:
-            fields = attrs.asdict(ev, filter=lambda a, v: a.name not in ("seq", "chain"))
-            size = len(json.dumps(fields, default=_plain_json).encode())
+            size = len(encode_event(ev))
             if size > limit:
                 raise vs.InvalidArgument(
                     f"pruning thread {thread_id!r} would store its latest checkpoint whole, {size:,} bytes, "
@@ -871,14 +870,6 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if type(value) is list:
         return all(_is_json(v, depth + 1) for v in value)
     return False
-
-
-def _plain_json(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple | frozenset | set):
-        return list(value)
-    return str(value)
 
 
 def _check_strategy(strategy: str) -> None:

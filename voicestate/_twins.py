@@ -1,6 +1,7 @@
-"""One body for both twins: an operation of the saver is a generator (a flow) that yields the
-store calls it needs, ``io(sync_fn, async_fn, *args)``, and is sent their results (or thrown their
-errors). ``run`` drives a flow with the sync calls, ``arun`` with the async ones."""
+"""One body for both twins, for distributions: an operation is a generator (a flow) that
+yields the calls it needs, ``twin(sync_fn, async_fn, *args)``, and is sent their results (or
+thrown their errors). ``run_flow`` drives a flow with the sync calls, ``arun_flow`` awaits the
+async ones; a class writes each operation once and exposes ``get``/``aget`` as one-line wrappers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ T = TypeVar("T")
 
 
 class Call:
-    """A store call a flow waits for: its sync and async forms and their arguments."""
+    """A call a flow waits for: its sync and async forms and their arguments."""
 
     __slots__ = ("args", "asynchronous", "kwargs", "lock", "synchronous")
 
@@ -31,7 +32,7 @@ class Call:
 Flow = Generator[Call, Any, T]
 
 
-def io(
+def twin(
     synchronous: Callable[..., Any],
     asynchronous: Callable[..., Awaitable[Any]],
     *args: Any,
@@ -43,7 +44,7 @@ def io(
     return Call(synchronous, asynchronous, args, kwargs, lock)
 
 
-def run(flow: Flow[T]) -> T:
+def run_flow(flow: Flow[T]) -> T:
     result: Any = None
     error: Exception | None = None
     while True:
@@ -62,7 +63,7 @@ def run(flow: Flow[T]) -> T:
             error = exc
 
 
-async def arun(flow: Flow[T]) -> T:
+async def arun_flow(flow: Flow[T]) -> T:
     result: Any = None
     error: Exception | None = None
     while True:
