@@ -1,0 +1,108 @@
+"""VoiceStateStorage on a call: the Crew's memory is the call's, fenced; the call's facts are records."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from crewai.memory.types import MemoryRecord
+from kit import embed
+
+import voicestate as vs
+from voicestate_crewai import VoiceStateStorage, record_result
+
+
+def _record(rid: str, text: str, scope: str = "/") -> MemoryRecord:
+    return MemoryRecord(id=rid, content=text, scope=scope, embedding=embed([text])[0])
+
+
+def test_the_calls_facts_are_records_the_crew_recalls() -> None:
+    store = vs.open_store("memory://")
+    s = store.open("call-1", agent="triage")
+    s.record(vs.SlotsSet({"account": "A-77", "intent": "refund"}))
+    s.record(vs.SlotsSet({"verified": True}, scope="agent:triage"))
+    memory = VoiceStateStorage(store, session=s)
+    facts = {r.id: r for r in memory.list_records("/call")}
+    assert facts["fact:account"].content == "account: A-77"
+    assert facts["fact:account"].scope == "/call/facts" and facts["fact:account"].categories == ["fact"]
+    assert facts["fact:triage:verified"].scope == "/call/agents/triage"
+    assert facts["fact:triage:verified"].metadata == {"key": "verified", "value": True}
+    s.record(vs.SlotsSet({"intent": None}))  # a slot deleted is a record gone
+    assert sorted(r.id for r in memory.list_records("/call/facts")) == ["fact:account"]
+    assert memory.delete(record_ids=["fact:account"]) == 0  # the call's slots are read-only here
+    assert memory.get_record("fact:account") is not None
+
+
+def test_what_the_crew_saves_is_in_the_calls_log_and_state() -> None:
+    store = vs.open_store("memory://")
+    s = store.open("call-1", agent="crew")
+    memory = VoiceStateStorage(store, session=s)
+    memory.save([_record("m1", "The refund of 42.50 was approved", "/refunds")])
+    state = store.load("call-1")
+    assert state.plugin_state["crewai"]["m1"]["content"] == "The refund of 42.50 was approved"
+    assert [type(e).TYPE for e in store.events("call-1")][-1] == "crewai.Remembered"
+    assert store.events("call-1")[-1].agent == "crew"  # written by the owner
+    memory.delete(record_ids=["m1"])
+    assert "crewai" not in store.load("call-1").plugin_state
+    # another storage on the same call (another worker, the next agent) reads the same memory
+    memory.save([_record("m2", "The caller wants a receipt by email")])
+    other = VoiceStateStorage(store, session=store.resume("call-1", agent="crew-2", takeover=True, force=True))
+    assert [r.id for r, _ in other.search(embed(["receipt email"])[0], limit=1)] == ["m2"]
+
+
+def test_a_zombie_crew_is_fenced_and_stores_nothing() -> None:
+    store = vs.open_store("memory://")
+    s = store.open("call-1", agent="crew")
+    memory = VoiceStateStorage(store, session=s)
+    memory.save([_record("m1", "first")])
+    store.resume("call-1", agent="rescuer", takeover=True, force=True)  # the call moved on
+    before = [e.id for e in store.events("call-1")]
+    with pytest.raises(vs.FencedError):
+        memory.save([_record("m2", "zombie memory")])
+    with pytest.raises(vs.FencedError):
+        record_result(s, "zombie answer")
+    assert [e.id for e in store.events("call-1")] == before
+    assert sorted(store.load("call-1").plugin_state["crewai"]) == ["m1"]
+
+
+def test_a_plain_memory_is_a_call_of_its_own_per_tenant(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    acme = VoiceStateStorage(vs.open_store(url, tenant="acme"))
+    globex = VoiceStateStorage(vs.open_store(url, tenant="globex"))
+    acme.save([_record("a1", "acme's fact")])
+    globex.save([_record("g1", "globex's fact")])
+    assert [r.id for r in acme.list_records()] == ["a1"]
+    assert [r.id for r in globex.list_records()] == ["g1"]
+    assert acme.call_id != globex.call_id
+    info = {c.call_id: c for c in vs.open_store(url, tenant="acme").calls()}[acme.call_id]
+    assert (info.status, info.owner) == ("ended", None)
+    # a second process's storage (a fresh one) reads what the first wrote
+    assert VoiceStateStorage(vs.open_store(url, tenant="acme")).count() == 1
+    conn = sqlite3.connect(tmp_path / "m.db")
+    assert conn.execute("SELECT count(*) FROM vs_events WHERE call_id = ?", (acme.call_id,)).fetchone()[0] >= 3
+
+
+def test_a_large_save_is_split_into_events_the_store_accepts() -> None:
+    store = vs.open_store("memory://", max_event_bytes=64 * 1024)
+    memory = VoiceStateStorage(store)
+    memory.save([_record(f"r{i}", f"record number {i} " + "x" * 400) for i in range(600)])
+    assert memory.count() == 600
+    assert len(store.events(memory.call_id)) > 3
+
+
+def test_bad_input_gets_a_precise_error() -> None:
+    store = vs.open_store("memory://")
+    with pytest.raises(vs.ConfigError, match="Store"):
+        VoiceStateStorage("memory://")  # type: ignore[arg-type]
+    s = store.open("c", agent="a")
+    with pytest.raises(vs.ConfigError, match="not both"):
+        VoiceStateStorage(store, session=s, memory_id="other")
+    with pytest.raises(vs.InvalidArgument, match="text"):
+        record_result(s, 42)
+    with pytest.raises(vs.InvalidArgument, match="caller"):
+        record_result(s, "hi", to="nobody")  # type: ignore[arg-type]
+    memory = VoiceStateStorage(store)
+    memory.save([_record("r1", "hello")])
+    with pytest.raises(ValueError, match="dimensions"):
+        memory.search([0.0, 1.0])
