@@ -64,34 +64,64 @@ def _matches(rec: Record, categories: list[str] | None, metadata_filter: Mapping
 
 
 class Index:
-    """The records of one memory, with their embeddings as a matrix for search."""
+    """The records of one memory, with their embeddings as rows of a matrix for search.
+
+    Rows are appended as records arrive and blanked when they go (a replaced record keeps its
+    row), so a save does not rebuild the matrix; it is compacted when half of it is blank.
+    """
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
-        self._ids: list[str] | None = None
-        self._matrix: Any = None
+        self._row: dict[str, int] = {}  # record id -> its row
+        self._ids: list[str | None] = []  # row -> record id (None: blank)
+        self._matrix: Any = None  # (capacity x dim) float32, grown by doubling
+        self.dim: int | None = None
 
     def put(self, records: Iterable[Record]) -> None:
         for rec in records:
-            self.records[rec["id"]] = rec
-        self._ids = None
+            rid = rec["id"]
+            self.records[rid] = rec
+            vec = rec.get("embedding")
+            if vec and self.dim is None:
+                self.dim = len(vec)
+            row = self._row.get(rid)
+            if row is None:
+                row = self._row[rid] = len(self._ids)
+                self._ids.append(rid)
+            if self.dim is not None:
+                self._ensure(row + 1)
+                self._matrix[row] = vec if vec and len(vec) == self.dim else 0.0
 
     def drop(self, ids: Iterable[str]) -> None:
         for rid in ids:
-            self.records.pop(rid, None)
-        self._ids = None
+            if self.records.pop(rid, None) is not None:
+                self._ids[self._row.pop(rid)] = None
+        if len(self._ids) > 64 and len(self._row) * 2 < len(self._ids):
+            self._compact()
 
-    @property
-    def dim(self) -> int | None:
-        return next((len(r["embedding"]) for r in self.records.values() if r.get("embedding")), None)
+    def _ensure(self, rows: int) -> None:
+        assert self.dim is not None
+        have = 0 if self._matrix is None else self._matrix.shape[0]
+        if have >= rows:
+            return
+        grown = np.zeros((max(rows, 2 * have, 64), self.dim), np.float32)
+        if self._matrix is not None:
+            grown[:have] = self._matrix
+        else:  # the dimension just became known: the rows put before it have no embedding
+            for rid, row in self._row.items():
+                vec = self.records[rid].get("embedding")
+                if vec and len(vec) == self.dim:
+                    grown[row] = vec
+        self._matrix = grown
 
-    def _vectors(self) -> tuple[list[str], Any]:
-        if self._ids is None:
-            dim = self.dim or 0
-            self._ids = list(self.records)
-            rows = [self.records[i].get("embedding") or [0.0] * dim for i in self._ids]
-            self._matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
-        return self._ids, self._matrix
+    def _compact(self) -> None:
+        keep = [(rid, row) for row, rid in enumerate(self._ids) if rid is not None]
+        self._ids = [rid for rid, _ in keep]
+        self._row = {rid: i for i, (rid, _) in enumerate(keep)}
+        if self._matrix is not None:
+            self._matrix = self._matrix[[row for _, row in keep]] if keep else None
+            if self._matrix is not None and len(keep) < 64:
+                self._ensure(64)
 
     def search(
         self,
@@ -102,20 +132,24 @@ class Index:
         limit: int,
         min_score: float,
     ) -> list[tuple[Record, float]]:
-        ids, matrix = self._vectors()
-        if not ids:
+        if not self.records:
             return []
         q = np.asarray(query, dtype=np.float32)
-        if matrix.shape[1] == 0:  # no record has an embedding (the call's facts alone): all count as zero
-            matrix = np.zeros((len(ids), q.shape[0]), dtype=np.float32)
+        n = len(self._ids)
+        # no record with an embedding (the call's facts alone): every record counts as zero
+        matrix = np.zeros((n, q.shape[0]), dtype=np.float32) if self.dim is None else self._matrix[:n]
         if matrix.shape[1] != q.shape[0]:
             raise ValueError(f"the query has {q.shape[0]} dimensions and the memory's embeddings {matrix.shape[1]}")
+        ids = self._ids
         distances = ((matrix - q) ** 2).sum(axis=1)
         wanted = limit * 3 if (categories or metadata_filter) else limit
         out: list[tuple[Record, float]] = []
         taken = 0
         for i in np.argsort(distances, kind="stable"):
-            rec = self.records[ids[i]]
+            rid = ids[i]
+            if rid is None:
+                continue
+            rec = self.records[rid]
             if not _in_scope(rec["scope"], scope_prefix):
                 continue
             taken += 1
