@@ -189,6 +189,17 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_crewai(session: nox.Session) -> None:
+    """CrewAI memory save and search, VoiceStateStorage beside CrewAI's default backend.
+
+    Its own environment (not run by default): crewai pins openai < 3, which the rest of
+    `nox -s bench` (openai-agents) cannot share. `nox -s bench_crewai -- --quick` for a short run."""
+    session.install(".", "-e", "integrations/crewai")
+    session.chdir("benchmarks")
+    session.run("python", "-m", "vsbench.crewai_memory", *session.posargs)
+
+
+@nox.session
 def bench_peers(session: nox.Session) -> None:
     """voicestate-redis beside the libraries a user would pick instead, on one Redis, in one run.
 
