@@ -159,6 +159,7 @@ def run(tmp: Path, samples: int = 200) -> list[Figure]:
 def _cold(tmp: Path, n: int, query: list[float]) -> list[Figure]:
     """A fresh storage's first search: LanceDB opens its table; voicestate folds the whole log."""
     from crewai.memory.storage.lancedb_storage import LanceDBStorage
+
     from voicestate_crewai import VoiceStateStorage
 
     def lance() -> Any:
