@@ -5,8 +5,9 @@ Needs voicestate-crewai and crewai, which cannot share an environment with the r
 runs these figures alone, in an environment of their own.
 
 The floor is CrewAI's own default backend, ``LanceDBStorage`` (a LanceDB table in a temporary
-directory, compaction off), in the same run. The arms hold the same N records (100 and 10,000;
-384-dimension unit vectors, 10 scopes, 5 categories), saved untimed in batches of 500:
+directory, with its defaults: compaction every 100 saves), in the same run. The arms hold the
+same N records (100 and 10,000; 384-dimension unit vectors, 10 scopes, 5 categories), saved
+untimed in batches of 500:
 
 - ``VoiceStateStorage`` as a plain memory on ``memory://`` and on ``sqlite:///``;
 - ``VoiceStateStorage`` on a voice call (the owner's session), on ``sqlite:///``.
@@ -86,7 +87,7 @@ def _arms(tmp: Path, n: int) -> list[tuple[str, Any]]:
     calls = vs.open_store(f"sqlite:///{tmp / f'call-{n}.db'}", signing_keys=KEYS)
     session = calls.open(f"call-{n}", agent="crew")
     return [
-        ("LanceDBStorage (CrewAI's default)", LanceDBStorage(path=tmp / f"lance-{n}", compact_every=0)),
+        ("LanceDBStorage (CrewAI's default)", LanceDBStorage(path=tmp / f"lance-{n}")),
         ("VoiceStateStorage, memory://", VoiceStateStorage(vs.open_store("memory://", signing_keys=KEYS))),
         ("VoiceStateStorage, sqlite:///", VoiceStateStorage(sqlite)),
         ("VoiceStateStorage, a call's memory, sqlite:///", VoiceStateStorage(calls, session=session)),
@@ -163,7 +164,7 @@ def _cold(tmp: Path, n: int, query: list[float]) -> list[Figure]:
     from voicestate_crewai import VoiceStateStorage
 
     def lance() -> Any:
-        return LanceDBStorage(path=tmp / f"lance-{n}", compact_every=0)
+        return LanceDBStorage(path=tmp / f"lance-{n}")
 
     def plain() -> Any:
         return VoiceStateStorage(vs.open_store(f"sqlite:///{tmp / f'plain-{n}.db'}", signing_keys=KEYS))

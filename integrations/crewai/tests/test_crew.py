@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from kit import run_child
 
 import voicestate as vs
@@ -34,7 +35,9 @@ crew = Crew(agents=[agent], tasks=[task], process=Process.sequential, memory=mem
 result = crew.kickoff(inputs=session.context("crewai"))
 record_result(session, result)  # a turn for the caller
 memory.remember("INV-3 refund of 42.50 approved", scope="/refunds", categories=["decision"])
-session.handoff(to="triage", kind="return", reason="refund decided")
+# the handoff's summary carries the Crew's memories into the next agent's context
+kept = [r.content for r in memory.list_records("/refunds")]
+session.handoff(to="triage", kind="return", reason="refund decided", summary="Crew memory: " + "; ".join(kept))
 store.close()
 task_input = next(str(m) for m in llm.seen if "Final Answer" in str(m))
 print(json.dumps({{"llm_input": task_input, "result": result.raw}}))
@@ -66,7 +69,9 @@ def test_a_crew_in_another_process_works_the_call_and_gives_it_back(tmp_path: Pa
     memories = {v["content"]: v for v in state.plugin_state["crewai"].values()}
     assert memories["INV-3 refund of 42.50 approved"]["categories"] == ["decision"]
     assert any("Refund 42.50 for INV-3." in c for c in memories)  # the Crew's own memory of its task
-    assert back.context("openai")[-1] == {"role": "assistant", "content": "Refund 42.50 for INV-3.", "name": "refunds"}
+    context = back.context("openai")
+    assert context[-1] == {"role": "assistant", "content": "Refund 42.50 for INV-3.", "name": "refunds"}
+    assert "Crew memory: INV-3 refund of 42.50 approved" in context[0]["content"]  # via the handoff summary
     # and the voice agent reads the Crew's memory with the same storage, by meaning
     from kit import embed
 
@@ -74,3 +79,35 @@ def test_a_crew_in_another_process_works_the_call_and_gives_it_back(tmp_path: Pa
 
     found = VoiceStateStorage(store, session=back).search(embed(["refund approved"])[0], scope_prefix="/refunds")
     assert [r.content for r, _ in found] == ["INV-3 refund of 42.50 approved"]
+
+
+def test_a_zombie_crew_is_fenced_and_stores_nothing() -> None:
+    from crewai import Agent, Crew, Task
+    from crewai.memory import Memory
+    from kit import ScriptedLLM, embed
+
+    from voicestate_crewai import VoiceStateStorage, record_result
+
+    store = vs.open_store("memory://")
+    with store.open("call-z", agent="triage") as s:
+        s.record(vs.UserSpoke("Refund INV-3 please"))
+        s.handoff(to="refunds")
+    zombie = store.resume("call-z", agent="refunds")
+    store.resume("call-z", agent="rescuer", takeover=True, force=True)  # the Crew's worker was thought dead
+    before = [e.id for e in store.events("call-z")]
+
+    llm = ScriptedLLM(model="scripted", answers=["Final Answer: Refund 42.50 for INV-3."])
+    memory = Memory(storage=VoiceStateStorage(store, session=zombie), llm=llm, embedder=embed)
+    agent = Agent(role="Refund specialist", goal="Settle double charges", backstory="Back office", llm=llm)
+    task = Task(description="{transcript}\nDecide.", expected_output="A decision", agent=agent)
+    try:
+        result = Crew(agents=[agent], tasks=[task], memory=memory).kickoff(inputs=zombie.context("crewai"))
+    except vs.FencedError:
+        result = None  # CrewAI let the refused save through: the run stops, as it should
+    with pytest.raises(vs.FencedError):
+        memory.remember("a zombie's memory", scope="/refunds")
+    if result is not None:
+        with pytest.raises(vs.FencedError):
+            record_result(zombie, result)
+    assert zombie.fenced
+    assert [e.id for e in store.events("call-z")] == before  # nothing of the zombie's run is stored
