@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["check_public_names", "run_example", "runnable_examples"]
+__all__ = ["DocsPageTests", "check_public_names", "run_example", "runnable_examples"]
 
 
 def runnable_examples(page: Path) -> list[tuple[str, str, str]]:
@@ -51,3 +51,40 @@ def check_public_names(page: Path, package: str, names: Iterable[str]) -> None:
     assert not private, f"the page imports private modules: {sorted(set(private))}"
     missing = [name for name in names if name not in text]
     assert not missing, f"public names missing from the page: {missing}"
+
+
+class DocsPageTests:
+    """A member's documentation page as tests, by subclassing (as the conformance suites)::
+
+        class TestDocsPage(DocsPageTests):
+            page = ROOT / "docs" / "integrations" / "crewai.md"
+            package = "voicestate_crewai"
+            nav = "CrewAI"  # its entry in mkdocs.yml's nav
+
+    The page has exactly ``examples`` runnable examples (titles), each runs as written,
+    it imports no private module, names every public name of ``package``, and is in the site.
+    """
+
+    page: Path
+    package: str
+    nav: str
+    examples: tuple[str, ...] = ("A runnable example",)
+
+    def test_the_page_has_its_runnable_examples(self) -> None:
+        assert tuple(t for t, _, _ in runnable_examples(self.page)) == self.examples
+
+    def test_each_example_runs_and_prints_what_the_page_shows(self, tmp_path: Path) -> None:
+        for i, (title, code, expected) in enumerate(runnable_examples(self.page)):
+            cwd = tmp_path / str(i)
+            cwd.mkdir()
+            run_example(title, code, expected, cwd)
+
+    def test_the_page_uses_public_names_only(self) -> None:
+        import importlib
+
+        check_public_names(self.page, self.package, importlib.import_module(self.package).__all__)
+
+    def test_the_page_is_in_the_site(self) -> None:
+        config = (self.page.parents[2] / "mkdocs.yml").read_text(encoding="utf-8")
+        rel = self.page.relative_to(self.page.parents[1]).as_posix()
+        assert re.search(rf"^\s+- {re.escape(self.nav)}: {re.escape(rel)}$", config, re.M), config
