@@ -94,3 +94,53 @@ def test_changes_that_are_not_json_are_refused_when_recorded() -> None:
     with pytest.raises(vs.InvalidEvent, match="acme"):
         s.record(Bad())
     assert len(store.events("c")) == 1
+
+
+def test_a_fold_with_events_it_cannot_read_writes_no_snapshot(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = vs.open_store(url, signing_keys=KEYS, snapshot_every=2)
+    s = store.open("c", agent="crew")
+    s.record(Remembered(key="refund", value=42.5))
+    s.handoff(to="triage")
+    store.close()
+    # a process without the plugin resumes the call and writes on: its fold has no plugin_state
+    code = (
+        "import voicestate as vs\n"
+        f"store = vs.open_store({url!r}, signing_keys={KEYS!r}, snapshot_every=2)\n"
+        "s = store.resume('c', agent='triage')\n"
+        "for i in range(6):\n"
+        "    s.record(vs.UserSpoke(f'turn {i}'))\n"
+        "s.handoff(to='crew')\n"
+        "store.close()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "ok"
+    # a process with the plugin still finds the plugin's state: no snapshot hid it
+    store = vs.open_store(url, signing_keys=KEYS)
+    assert dict(store.load("c").plugin_state["acme"]) == {"refund": 42.5}
+    assert dict(store.resume("c", agent="crew").state.plugin_state["acme"]) == {"refund": 42.5}
+
+
+def test_sync_writes_from_several_threads_go_one_at_a_time() -> None:
+    import threading
+
+    store = vs.open_store("memory://", signing_keys=KEYS)
+    s = store.open("c", agent="crew")
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(100):
+                s.record(Remembered(key=f"{n}-{i}", value=i))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.load("c").plugin_state["acme"]) == 400
+    assert [e.seq for e in store.events("c")] == list(range(1, 402))

@@ -10,6 +10,7 @@ Flows are generators (see ``_io``): written once, driven sync or async.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -60,6 +61,7 @@ class OwnerLog:
         self._error: BaseException | None = None
         self._busy = False
         self._alock: asyncio.Lock | None = None
+        self._sync_lock = threading.Lock()  # sync writes from several threads, one at a time
         self._drainer: asyncio.Task[None] | None = None
         # the inline fast path: a lone in-process tier
         tiers = self._tiers
@@ -393,6 +395,8 @@ class OwnerLog:
         seq = self._folder.seq
         if not force and seq - self._snapshot_seq < every:
             return
+        if self._folder.opaque:
+            return  # events of a type this process cannot read: their state would be missing from it
         self._snapshot_seq = seq
         yield from self._tiers.put_snapshot(self.call_id, snapshot_of(self._folder))
 

@@ -71,13 +71,16 @@ class Session(OwnerLog):
             )
 
     def _run(self, flow: Flow[T]) -> T:
-        self._sync_guard()
-        self._settle()
-        self._busy = True
-        try:
-            return run(flow)
-        finally:
-            self._busy = False
+        # Sync calls from several threads (a framework's background saves beside the app's own
+        # writes) go one at a time: a session's fold and expected seq are not thread-safe.
+        with self._sync_lock:
+            self._sync_guard()
+            self._settle()
+            self._busy = True
+            try:
+                return run(flow)
+            finally:
+                self._busy = False
 
     async def _arun(self, flow_factory: Callable[[], Flow[T]]) -> T:
         if self._alock is None:

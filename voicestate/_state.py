@@ -30,6 +30,7 @@ from ._events import (
     ToolCalled,
     ToolCancelled,
     ToolReturned,
+    UnknownEvent,
     UserSpoke,
 )
 
@@ -381,6 +382,9 @@ class Folder:
         self._slots: History = {}
         self._private: dict[str, History] = {}
         self._plugin: dict[str, History] = {}  # a plugin event type's STATE namespace -> its keys
+        # an event of a type this process does not know was folded: a plugin's state may be
+        # missing here, so no snapshot is written from this fold
+        self.opaque = False
         # indexes: they only gain keys
         self._agent_turn_by_seq: dict[int, int] = {}
         self._agent_turn_by_id: dict[str, int] = {}
@@ -505,6 +509,8 @@ class Folder:
             fold(self, ev, seq, chain, agent)
         elif ev.__class__.STATE is not None:  # a plugin event type that folds into plugin_state
             self._plugin_changes(ev, seq)
+        elif ev.__class__ is UnknownEvent:
+            self.opaque = True
         # other plugin event types, and unknown ones, change nothing here; they stay in the log
 
     def _plugin_changes(self, ev: Event, seq: int) -> None:

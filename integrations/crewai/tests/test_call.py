@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
 from crewai.memory.types import MemoryRecord
 from kit import embed
 
 import voicestate as vs
 from voicestate_crewai import VoiceStateStorage, record_result
+from voicestate_crewai._events import Remembered
 
 
 def _record(rid: str, text: str, scope: str = "/") -> MemoryRecord:
@@ -26,8 +29,8 @@ def test_the_calls_facts_are_records_the_crew_recalls() -> None:
     facts = {r.id: r for r in memory.list_records("/call")}
     assert facts["fact:account"].content == "account: A-77"
     assert facts["fact:account"].scope == "/call/facts" and facts["fact:account"].categories == ["fact"]
-    assert facts["fact:triage:verified"].scope == "/call/agents/triage"
-    assert facts["fact:triage:verified"].metadata == {"key": "verified", "value": True}
+    assert facts["fact@triage:verified"].scope == "/call/agents/triage"
+    assert facts["fact@triage:verified"].metadata == {"key": "verified", "value": True}
     s.record(vs.SlotsSet({"intent": None}))  # a slot deleted is a record gone
     assert sorted(r.id for r in memory.list_records("/call/facts")) == ["fact:account"]
     assert memory.delete(record_ids=["fact:account"]) == 0  # the call's slots are read-only here
@@ -104,5 +107,83 @@ def test_bad_input_gets_a_precise_error() -> None:
         record_result(s, "hi", to="nobody")  # type: ignore[arg-type]
     memory = VoiceStateStorage(store)
     memory.save([_record("r1", "hello")])
-    with pytest.raises(ValueError, match="dimensions"):
+    with pytest.raises(EmbeddingDimensionMismatchError):  # CrewAI's own error, as its backend raises
         memory.search([0.0, 1.0])
+    with pytest.raises(EmbeddingDimensionMismatchError):
+        memory.save([MemoryRecord(id="r2", content="x", embedding=[0.0, 1.0])])
+    assert memory.count() == 1
+
+
+def test_a_memory_deleted_and_created_anew_is_read_anew() -> None:
+    store = vs.open_store("memory://")
+    a, b = VoiceStateStorage(store), VoiceStateStorage(store)
+    a.save([_record(f"a{i}", f"old {i}") for i in range(10)])
+    assert a.count() == 10
+    store.delete(a.call_id)  # erased: nothing of it may be served any more
+    assert a.count() == 0 and a.get_record("a0") is None
+    for i in range(12):  # a new log, longer than the old one
+        b.save([_record(f"b{i}", f"new {i}")])
+    assert sorted(r.id for r in a.list_records()) == sorted(f"b{i}" for i in range(12))
+
+
+def test_a_malformed_record_from_another_writer_is_refused_or_skipped() -> None:
+    store = vs.open_store("memory://")
+    memory = VoiceStateStorage(store)
+    memory.save([_record("ok", "a fine record")])
+    with pytest.raises(vs.InvalidEvent, match="memory records"):
+        store.append(memory.call_id, Remembered(records=[{"id": "x", "embedding": "AAA"}]))
+    assert memory.count() == 1 and memory.search(embed(["fine"])[0], limit=5)[0][0].id == "ok"
+
+
+def test_facts_stay_the_calls_and_ids_do_not_collide() -> None:
+    store = vs.open_store("memory://")
+    s = store.open("call-1", agent="crew")
+    s.record(
+        vs.SlotsSet({"triage:verified": "call slot"}), vs.SlotsSet({"verified": "agent slot"}, scope="agent:triage")
+    )
+    memory = VoiceStateStorage(store, session=s)
+    ids = sorted(r.id for r in memory.list_records("/call"))
+    assert ids == ["fact:triage:verified", "fact@triage:verified"]
+    fact = memory.get_record("fact:triage:verified")
+    assert fact is not None
+    memory.update(fact.model_copy(update={"content": "rewritten by a Crew"}))  # consolidation: ignored
+    assert memory.get_record("fact:triage:verified").content == "triage:verified: call slot"  # type: ignore[union-attr]
+    assert "crewai" not in store.load("call-1").plugin_state
+    assert memory.delete(record_ids=["fact:triage:verified", "fact:triage:verified"]) == 0
+
+
+def test_a_reset_memory_takes_another_embedder() -> None:
+    memory = VoiceStateStorage(vs.open_store("memory://"))
+    memory.save([_record("r1", "sixteen dimensions")])
+    memory.reset()
+    memory.save([MemoryRecord(id="r2", content="three", embedding=[1.0, 0.0, 0.0])])
+    assert [r.id for r, _ in memory.search([1.0, 0.0, 0.0], limit=1)] == ["r2"]
+
+
+def test_two_storages_on_one_session_and_the_apps_own_writes_do_not_collide() -> None:
+    import threading
+
+    store = vs.open_store("memory://")
+    s = store.open("call-1", agent="crew")
+    crew, agent = VoiceStateStorage(store, session=s), VoiceStateStorage(store, session=s)
+    errors: list[BaseException] = []
+
+    def run(fn: Any) -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    jobs = [
+        lambda: [crew.save([_record(f"c{i}", f"crew {i}")]) for i in range(60)],
+        lambda: [agent.save([_record(f"a{i}", f"agent {i}")]) for i in range(60)],
+        lambda: [s.record(vs.UserSpoke(f"caller {i}")) for i in range(60)],
+    ]
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert crew.count() == 120
+    assert len(store.load("call-1").turns) == 60

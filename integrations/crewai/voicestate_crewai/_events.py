@@ -8,7 +8,9 @@ on a call the storage writes them through the owner's session, fenced.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 import attrs
@@ -28,6 +30,9 @@ class Remembered(vs.Event):
     records: list[Any] = attrs.field(factory=list)
 
     def changes(self) -> Mapping[str, Any]:
+        bad = [i for i, r in enumerate(self.records) if not valid(r)]
+        if bad:  # refused when recorded (check_changes), so a malformed record is never stored
+            raise ValueError(f"records {bad[:5]} are not memory records (id, content, scope, ... see _records)")
         return {r["id"]: r for r in self.records}
 
 
@@ -42,6 +47,30 @@ class Forgotten(vs.Event):
 
     def changes(self) -> Mapping[str, Any]:
         return dict.fromkeys(self.ids)
+
+
+def valid(rec: Any) -> bool:
+    """Whether ``rec`` is a memory record (what another writer stored may not be): checked when
+    a ``Remembered`` is recorded, and skipped when read."""
+    if not isinstance(rec, Mapping) or not isinstance(rec.get("id"), str):
+        return False
+    if not isinstance(rec.get("scope"), str) or not isinstance(rec.get("content"), str):
+        return False
+    if not isinstance(rec.get("categories"), list) or not isinstance(rec.get("metadata"), Mapping):
+        return False
+    for key in ("created_at", "last_accessed"):
+        try:
+            datetime.fromisoformat(rec[key])
+        except (KeyError, TypeError, ValueError):
+            return False
+    emb = rec.get("embedding")
+    if emb is None or isinstance(emb, list):
+        return emb is None or (bool(emb) and all(isinstance(x, int | float) for x in emb))
+    try:
+        raw = base64.b64decode(emb, validate=True) if isinstance(emb, str) else b""
+    except ValueError:  # binascii.Error
+        return False
+    return len(raw) > 0 and len(raw) % 4 == 0  # float32 values
 
 
 EVENT_TYPES: tuple[type[vs.Event], ...] = (Remembered, Forgotten)

@@ -111,7 +111,9 @@ class Index:
         for rid in ids:
             if self.records.pop(rid, None) is not None:
                 self._ids[self._row.pop(rid)] = None
-        if len(self._ids) > 64 and len(self._row) * 2 < len(self._ids):
+        if not self.records:  # emptied (a reset): the next embedder may have another dimension
+            self._row, self._ids, self._matrix, self.dim = {}, [], None, None
+        elif len(self._ids) > 64 and len(self._row) * 2 < len(self._ids):
             self._compact()
 
     def _ensure(self, rows: int) -> None:
@@ -193,7 +195,7 @@ class Index:
     ) -> list[str]:
         """The ids ``delete`` removes, as CrewAI's default backend chooses them."""
         if record_ids and not (categories or metadata_filter):
-            return [i for i in record_ids if i in self.records]
+            return [i for i in dict.fromkeys(record_ids) if i in self.records]
         if categories or metadata_filter:
             return [
                 r["id"]

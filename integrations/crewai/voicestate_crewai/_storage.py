@@ -22,15 +22,17 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
 from crewai.memory.types import MemoryRecord, ScopeInfo
 
 import voicestate as vs
 from voicestate.plugins import Flow, arun_flow, run_flow, twin
 
-from ._events import Forgotten, Remembered
+from ._events import Forgotten, Remembered, valid
 from ._records import Index, Record, from_json, to_json
 
-FACT_IDS = "fact:"  # the ids of the records that are the call's slots
+FACT_IDS = "fact:"  # the ids of the records that are the call's slots: fact:<key>
+AGENT_FACT_IDS = "fact@"  # and an agent's private slots: fact@<agent>:<key>
 _CHUNK = 256 * 1024  # JSON bytes of records per event at most (and half the store's cap): a large save
 # is several events in one append
 
@@ -68,6 +70,7 @@ class VoiceStateStorage:
         self._index = Index()
         self._facts: dict[str, Record] = {}
         self._seq = 0
+        self._last_id: str | None = None  # the id of the event at _seq
         self._lock = threading.RLock()
         self._session_lock = threading.Lock()
 
@@ -77,29 +80,49 @@ class VoiceStateStorage:
     # -- the fold --------------------------------------------------------------------------
 
     def _read(self) -> Flow[Index]:
-        """The index with the log's new tail folded in."""
-        try:
-            tail: list[vs.Event] = yield twin(self.store.events, self.store.aevents, self.call_id, after=self._seq)
-        except vs.CallNotFound:
-            tail = []
-        with self._lock:
-            for ev in tail:
-                if ev.seq is None or ev.seq <= self._seq:
+        """The index with the log's new tail folded in (all of the log, when it was replaced)."""
+        for _ in range(2):
+            after = max(self._seq - 1, 0)  # from the last event folded: it tells a replaced log
+            try:
+                tail: list[vs.Event] = yield twin(self.store.events, self.store.aevents, self.call_id, after=after)
+            except vs.CallNotFound:
+                with self._lock:
+                    self._forget_all()  # deleted: nothing of it may be served any more
+                return self._index
+            with self._lock:
+                if self._seq and not any(e.seq == self._seq and e.id == self._last_id for e in tail):
+                    if tail and (tail[-1].seq or 0) < self._seq:
+                        return self._index  # read before a write that another thread folded
+                    self._forget_all()  # the call was deleted and created anew: fold it whole
                     continue
-                if isinstance(ev, Remembered):
-                    self._index.put(ev.records)
-                elif isinstance(ev, Forgotten):
-                    self._index.drop(ev.ids)
-                elif isinstance(ev, vs.SlotsSet):
-                    self._fact(ev)
-                self._seq = ev.seq
+                for ev in tail:
+                    if ev.seq is None or ev.seq <= self._seq:
+                        continue
+                    try:
+                        self._apply(ev)
+                    except (KeyError, TypeError, ValueError):
+                        pass  # a malformed record another writer stored: skipped, the rest is read
+                    self._seq, self._last_id = ev.seq, ev.id
+            break
         return self._index
+
+    def _apply(self, ev: vs.Event) -> None:
+        if isinstance(ev, Remembered):
+            self._index.put(r for r in ev.records if valid(r))
+        elif isinstance(ev, Forgotten):
+            self._index.drop(ev.ids)
+        elif isinstance(ev, vs.SlotsSet):
+            self._fact(ev)
+
+    def _forget_all(self) -> None:
+        self._index = Index()
+        self._seq, self._last_id = 0, None
 
     def _fact(self, ev: vs.SlotsSet) -> None:
         if ev.scope == "call":
             scope, prefix = "/call/facts", FACT_IDS
         elif ev.scope.startswith("agent:"):
-            scope, prefix = f"/call/agents/{ev.scope[6:]}", f"{FACT_IDS}{ev.scope[6:]}:"
+            scope, prefix = f"/call/agents/{ev.scope[6:]}", f"{AGENT_FACT_IDS}{ev.scope[6:]}:"
         else:
             return
         at = datetime.fromtimestamp(ev.at, UTC).replace(tzinfo=None).isoformat()  # CrewAI's naive UTC
@@ -159,11 +182,19 @@ class VoiceStateStorage:
             await s.aend("crewai memory")
 
     def _save(self, records: Sequence[MemoryRecord]) -> Flow[None]:
+        # the call's facts are its slots: a Crew's update of one (consolidation) changes nothing
+        own = [r for r in records if not _is_fact(r.id)]
+        index = yield from self._read()
+        dims = {len(r.embedding) for r in own if r.embedding}
+        with self._lock:
+            have = index.dim
+        if len(dims) > 1 or (have is not None and dims and dims != {have}):
+            raise EmbeddingDimensionMismatchError(have or min(dims), max(dims) if have is None else dims.pop())
         chunk = min(_CHUNK, self.store.config.max_event_bytes // 2)
-        yield from self._write(list(_remembered([to_json(r) for r in records], chunk)))
+        yield from self._write(list(_remembered([to_json(r) for r in own], chunk)))
 
     def _forget(self, ids: list[str]) -> Flow[int]:
-        own = [i for i in ids if not i.startswith(FACT_IDS)]  # the call's facts are its slots: read-only
+        own = [i for i in dict.fromkeys(ids) if not _is_fact(i)]  # the call's facts are its slots: read-only
         if own:
             yield from self._write([Forgotten(ids=own)])
         return len(own)
@@ -192,6 +223,8 @@ class VoiceStateStorage:
     ) -> Flow[list[tuple[MemoryRecord, float]]]:
         index = yield from self._read()
         with self._lock:
+            if index.dim is not None and len(query_embedding) != index.dim:
+                raise EmbeddingDimensionMismatchError(index.dim, len(query_embedding))
             found = index.search(query_embedding, scope_prefix, categories, metadata_filter, limit, min_score)
         return [(from_json(rec), score) for rec, score in found]
 
@@ -286,6 +319,10 @@ class VoiceStateStorage:
         with self._lock:
             ids = index.to_reset(scope_prefix)
         run_flow(self._forget(ids))
+
+
+def _is_fact(record_id: str) -> bool:
+    return record_id.startswith((FACT_IDS, AGENT_FACT_IDS))
 
 
 def _remembered(records: list[Record], chunk: int) -> Iterator[Remembered]:
