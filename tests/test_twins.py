@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import pytest
@@ -28,11 +27,11 @@ class Box:
         return key.upper()
 
 
-def _lookup(box: Box, keys: list[str], lock: threading.Lock | None = None) -> vsp.Flow[list[str]]:
+def _lookup(box: Box, keys: list[str]) -> vsp.Flow[list[str]]:
     out = []
     for key in keys:
         try:
-            out.append((yield vsp.twin(box.get, box.aget, key, lock=lock)))
+            out.append((yield vsp.twin(box.get, box.aget, key)))
         except KeyError:  # an error of the call is thrown into the flow
             out.append("?")
     return out
@@ -53,20 +52,3 @@ def test_an_error_the_flow_does_not_catch_propagates() -> None:
         vsp.run_flow(flow(Box()))
     with pytest.raises(KeyError):
         asyncio.run(vsp.arun_flow(flow(Box())))
-
-
-def test_the_lock_is_held_around_the_sync_call() -> None:
-    lock = threading.Lock()
-    seen: list[bool] = []
-
-    def held(_: str) -> str:
-        seen.append(lock.locked())
-        return "x"
-
-    async def ahold(_: str) -> str:
-        return "y"
-
-    def flow() -> vsp.Flow[str]:
-        return (yield vsp.twin(held, ahold, "k", lock=lock))
-
-    assert vsp.run_flow(flow()) == "x" and seen == [True] and not lock.locked()

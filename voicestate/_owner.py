@@ -61,7 +61,7 @@ class OwnerLog:
         self._error: BaseException | None = None
         self._busy = False
         self._alock: asyncio.Lock | None = None
-        self._sync_lock = threading.Lock()  # sync writes from several threads, one at a time
+        self._sync_lock = threading.Lock()  # sync calls from several threads, one at a time
         self._drainer: asyncio.Task[None] | None = None
         # the inline fast path: a lone in-process tier
         tiers = self._tiers

@@ -74,13 +74,16 @@ class Session(OwnerLog):
         # Sync calls from several threads (a framework's background saves beside the app's own
         # writes) go one at a time: a session's fold and expected seq are not thread-safe.
         with self._sync_lock:
-            self._sync_guard()
-            self._settle()
-            self._busy = True
-            try:
-                return run(flow)
-            finally:
-                self._busy = False
+            return self._drive(flow)
+
+    def _drive(self, flow: Flow[T]) -> T:  # the caller holds _sync_lock
+        self._sync_guard()
+        self._settle()
+        self._busy = True
+        try:
+            return run(flow)
+        finally:
+            self._busy = False
 
     async def _arun(self, flow_factory: Callable[[], Flow[T]]) -> T:
         if self._alock is None:
@@ -103,48 +106,49 @@ class Session(OwnerLog):
 
     def record(self, *events: Event) -> int:
         """Append events as the owner; returns the stored seq of the last one once acknowledged."""
-        inline = self._inline
-        if (
-            inline is not None
-            and len(events) == 1
-            and events[0].__class__ in _SPOKEN
-            and not (self._queue or self._busy or self._error)
-            and (events[0].__class__ is not UserSpoke or events[0].final)
-        ):
-            # The hottest path: one utterance into a lone in-process tier, inline,
-            # chained later (see _memory): encode, one conditional append, fold.
-            ev = events[0]
-            config = self.store.config
-            redact = config.redact
-            if redact is not None:
-                ev = redact(ev)
-            log = self._log
-            seq = len(log) + 1
-            data = encode_event(ev, self.agent)
-            se = _new_tuple(StoredEvent, (seq, ev.id, data, PENDING, self.epoch, False))
-            if len(data) <= config.max_event_bytes and inline.append_unchained(
-                self.call_id, se, self.epoch, log[-1], time.time() + config.lease
+        with self._sync_lock:  # the inline paths below too: threads of one process, one at a time
+            inline = self._inline
+            if (
+                inline is not None
+                and len(events) == 1
+                and events[0].__class__ in _SPOKEN
+                and not (self._queue or self._busy or self._error)
+                and (events[0].__class__ is not UserSpoke or events[0].final)
             ):
-                self._folder.apply(ev, seq, PENDING, ev.agent or self.agent)
-                log.append(se)
-                self._ids.add(se.id)
-                self._unsettled += 1
-                return seq
-        self._settle()
-        items = self._prepare(events)
-        if not items:  # only interim transcripts, which are not stored
-            return self._folder.seq
-        if inline is not None and not (self._queue or self._busy or self._error):
-            # A lone in-process tier: one conditional append, inline, no generator hop.
-            folder = self._folder
-            stored = self._stage(items, folder.seq, folder.chain)
-            recorded = [ev for ev, _ in items]
-            update = self._update(recorded)
-            if inline.append(self.call_id, stored, folder.seq, self.epoch, folder.chain, update) is OK:
-                self._confirm(recorded, stored)
-                return stored[-1].seq
-        self._surface()
-        return self._run(self._write(items))
+                # The hottest path: one utterance into a lone in-process tier, inline,
+                # chained later (see _memory): encode, one conditional append, fold.
+                ev = events[0]
+                config = self.store.config
+                redact = config.redact
+                if redact is not None:
+                    ev = redact(ev)
+                log = self._log
+                seq = len(log) + 1
+                data = encode_event(ev, self.agent)
+                se = _new_tuple(StoredEvent, (seq, ev.id, data, PENDING, self.epoch, False))
+                if len(data) <= config.max_event_bytes and inline.append_unchained(
+                    self.call_id, se, self.epoch, log[-1], time.time() + config.lease
+                ):
+                    self._folder.apply(ev, seq, PENDING, ev.agent or self.agent)
+                    log.append(se)
+                    self._ids.add(se.id)
+                    self._unsettled += 1
+                    return seq
+            self._settle()
+            items = self._prepare(events)
+            if not items:  # only interim transcripts, which are not stored
+                return self._folder.seq
+            if inline is not None and not (self._queue or self._busy or self._error):
+                # A lone in-process tier: one conditional append, inline, no generator hop.
+                folder = self._folder
+                stored = self._stage(items, folder.seq, folder.chain)
+                recorded = [ev for ev, _ in items]
+                update = self._update(recorded)
+                if inline.append(self.call_id, stored, folder.seq, self.epoch, folder.chain, update) is OK:
+                    self._confirm(recorded, stored)
+                    return stored[-1].seq
+            self._surface()
+            return self._drive(self._write(items))
 
     async def arecord(self, *events: Event) -> int:
         """Async twin of :meth:`record`; never blocks the event loop."""

@@ -5,7 +5,6 @@ async ones; a class writes each operation once and exposes ``get``/``aget`` as o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
@@ -15,7 +14,7 @@ T = TypeVar("T")
 class Call:
     """A call a flow waits for: its sync and async forms and their arguments."""
 
-    __slots__ = ("args", "asynchronous", "kwargs", "lock", "synchronous")
+    __slots__ = ("args", "asynchronous", "kwargs", "synchronous")
 
     def __init__(
         self,
@@ -23,10 +22,9 @@ class Call:
         asynchronous: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        lock: threading.Lock | None,
     ) -> None:
         self.synchronous, self.asynchronous = synchronous, asynchronous
-        self.args, self.kwargs, self.lock = args, kwargs, lock
+        self.args, self.kwargs = args, kwargs
 
 
 Flow = Generator[Call, Any, T]
@@ -36,12 +34,10 @@ def twin(
     synchronous: Callable[..., Any],
     asynchronous: Callable[..., Awaitable[Any]],
     *args: Any,
-    lock: threading.Lock | None = None,
     **kwargs: Any,
 ) -> Call:
-    """The call ``synchronous(*args, **kwargs)``, or ``await asynchronous(...)``; ``lock`` is held
-    around the sync form (an object whose sync calls must not overlap, as a session's)."""
-    return Call(synchronous, asynchronous, args, kwargs, lock)
+    """The call ``synchronous(*args, **kwargs)``, or ``await asynchronous(*args, **kwargs)``."""
+    return Call(synchronous, asynchronous, args, kwargs)
 
 
 def run_flow(flow: Flow[T]) -> T:
@@ -54,11 +50,7 @@ def run_flow(flow: Flow[T]) -> T:
             return stop.value  # type: ignore[no-any-return]
         result, error = None, None
         try:
-            if call.lock is None:
-                result = call.synchronous(*call.args, **call.kwargs)
-            else:
-                with call.lock:
-                    result = call.synchronous(*call.args, **call.kwargs)
+            result = call.synchronous(*call.args, **call.kwargs)
         except Exception as exc:  # the flow handles it, or it propagates from the flow
             error = exc
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
 from crewai.memory.types import MemoryRecord, ScopeInfo
@@ -31,6 +31,7 @@ from voicestate.plugins import Flow, arun_flow, run_flow, twin
 from ._events import Forgotten, Remembered, valid
 from ._records import Index, Record, from_json, to_json
 
+T = TypeVar("T")
 FACT_IDS = "fact:"  # the ids of the records that are the call's slots: fact:<key>
 AGENT_FACT_IDS = "fact@"  # and an agent's private slots: fact@<agent>:<key>
 _CHUNK = 256 * 1024  # JSON bytes of records per event at most (and half the store's cap): a large save
@@ -72,7 +73,6 @@ class VoiceStateStorage:
         self._seq = 0
         self._last_id: str | None = None  # the id of the event at _seq
         self._lock = threading.RLock()
-        self._session_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<VoiceStateStorage {self.call_id!r} {'call' if self.session is not None else 'plain'}>"
@@ -158,7 +158,7 @@ class VoiceStateStorage:
             return
         session = self.session
         if session is not None:
-            yield twin(session.record, session.arecord, *events, lock=self._session_lock)
+            yield twin(session.record, session.arecord, *events)  # one at a time with the app's
             return
         try:
             yield twin(self.store.append, self.store.aappend, self.call_id, *events)
@@ -283,42 +283,33 @@ class VoiceStateStorage:
         """Replace the record with ``record.id`` (as CrewAI's backend does, it is stored if it was not)."""
         run_flow(self._save([record]))
 
-    def get_record(self, record_id: str) -> MemoryRecord | None:
+    def _query(self, ask: Callable[[Index], T]) -> T:
+        """``ask`` of the index, once the log's new tail is folded in."""
         index = run_flow(self._read())
         with self._lock:
-            rec = index.records.get(record_id)
+            return ask(index)
+
+    def get_record(self, record_id: str) -> MemoryRecord | None:
+        rec = self._query(lambda index: index.records.get(record_id))
         return from_json(rec) if rec is not None else None
 
     def list_records(self, scope_prefix: str | None = None, limit: int = 200, offset: int = 0) -> list[MemoryRecord]:
-        index = run_flow(self._read())
-        with self._lock:
-            return [from_json(r) for r in index.listed(scope_prefix, limit, offset)]
+        return [from_json(r) for r in self._query(lambda index: index.listed(scope_prefix, limit, offset))]
 
     def get_scope_info(self, scope: str) -> ScopeInfo:
-        index = run_flow(self._read())
-        with self._lock:
-            return index.scope_info(scope)
+        return self._query(lambda index: index.scope_info(scope))
 
     def list_scopes(self, parent: str = "/") -> list[str]:
-        index = run_flow(self._read())
-        with self._lock:
-            return index.child_scopes(parent)
+        return self._query(lambda index: index.child_scopes(parent))
 
     def list_categories(self, scope_prefix: str | None = None) -> dict[str, int]:
-        index = run_flow(self._read())
-        with self._lock:
-            return index.categories(scope_prefix)
+        return self._query(lambda index: index.categories(scope_prefix))
 
     def count(self, scope_prefix: str | None = None) -> int:
-        index = run_flow(self._read())
-        with self._lock:
-            return index.count(scope_prefix)
+        return self._query(lambda index: index.count(scope_prefix))
 
     def reset(self, scope_prefix: str | None = None) -> None:
-        index = run_flow(self._read())
-        with self._lock:
-            ids = index.to_reset(scope_prefix)
-        run_flow(self._forget(ids))
+        run_flow(self._forget(self._query(lambda index: index.to_reset(scope_prefix))))
 
 
 def _is_fact(record_id: str) -> bool:

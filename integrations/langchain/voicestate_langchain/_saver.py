@@ -102,7 +102,6 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         self._sessions: dict[str, vs.Session] = {}
         self._rendered: dict[str, tuple[int, builtins.list[BaseMessage]]] = {}
         self._lock = threading.RLock()
-        self._session_locks: dict[str, threading.Lock] = {}  # call id -> lock
         if session is not None:
             self.bind(session)
 
@@ -120,7 +119,6 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         """Forget the session of ``call_id`` (the thread is then read-only); the session, if one was bound."""
         with self._lock:
             self._rendered.pop(call_id, None)
-            self._session_locks.pop(call_id, None)
             return self._sessions.pop(call_id, None)
 
     @property
@@ -191,14 +189,6 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     def _bound(self, thread_id: str) -> vs.Session | None:
         with self._lock:
             return self._sessions.get(thread_id)
-
-    def _session_lock(self, session: vs.Session) -> threading.Lock:
-        """The lock that keeps a session's sync calls one at a time (a session is not thread-safe)."""
-        with self._lock:
-            lock = self._session_locks.get(session.call_id)
-            if lock is None:
-                lock = self._session_locks[session.call_id] = threading.Lock()
-            return lock
 
     def _owner(self, th: Thread, session: vs.Session | None) -> str | None:
         """Whose checkpoints the thread shows: the session's agent, ``""`` (plain), None (any writer)."""
@@ -347,7 +337,7 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
             loaded: vs.CallState = yield twin(self.store.load, self.store.aload, call_id)
             return loaded
         if self._thread(call_id).seq > session.seq:
-            fresh: vs.CallState = yield twin(session.refresh, session.arefresh, lock=self._session_lock(session))
+            fresh: vs.CallState = yield twin(session.refresh, session.arefresh)
             return fresh
         return session.state
 
@@ -625,8 +615,8 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
     ) -> Flow[None]:
         before = th.seq
         if session is not None:
-            # LangGraph saves from several threads at once; a session's sync calls go one at a time
-            seq: int = yield twin(session.record, session.arecord, *events, lock=self._session_lock(session))
+            # LangGraph saves from several threads at once: the session takes them one at a time
+            seq: int = yield twin(session.record, session.arecord, *events)
         else:
             seq = yield from self._append_plain(th.id, events, rebuild)
         self._done(th, session, seq, events, ids, inputs, before)
