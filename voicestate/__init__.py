@@ -61,6 +61,7 @@ from ._public import publish
 from ._session import Session
 from ._state import CallState, ToolCall, Turn
 from ._store import Opening, Store
+from ._verify import PacketCheck
 
 try:
     __version__ = version("voicestate")
@@ -92,6 +93,7 @@ __all__ = [
     "Opening",
     "OwnerChanged",
     "OwnershipError",
+    "PacketCheck",
     "PacketError",
     "SeqConflict",
     "Session",

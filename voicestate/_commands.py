@@ -18,13 +18,14 @@ from ._calls import CallInfo
 from ._convert import event_to_dict, make_converter
 from ._demo import run_demo as demo_main
 from ._errors import CallNotFound, ConfigError, PacketError, VoiceStateError
-from ._events import CallEnded, CallStarted, Event, HandedOff, HandoffCancelled, OwnerChanged
+from ._events import CallEnded, CallStarted, Event, OwnerChanged
 from ._keys import ENV_VAR, parse_keys
 from ._open import open_store
 from ._output import Printer
 from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, decode_token, peek
 from ._tiers import describe as describe_tiers
 from ._timeline import timeline_rows
+from ._verify import judge
 
 
 def register_all(register: Callable[..., None]) -> None:
@@ -446,75 +447,13 @@ def _verdict_from_store(p: Printer, url: str, decoded: HandoffPacket | TokenClai
         events = store.events(decoded.call_id)
     finally:
         store.close()
-    pid = decoded.packet_id
-    offered = next((e for e in events if isinstance(e, HandedOff) and e.packet_id == pid), None)
-    if offered is None:
-        raise PacketError(
-            "chain_mismatch",
-            f"call {decoded.call_id!r} in {url} has no handoff with packet id {pid}: "
-            "the packet is from another store, or the call was deleted and opened again",
-        )
-    if isinstance(decoded, HandoffPacket):
-        stored = events[decoded.seq - 1] if 0 < decoded.seq <= len(events) else None
-        if stored is None or stored.chain != decoded.chain:
-            raise PacketError(
-                "chain_mismatch",
-                f"the store's log at seq {decoded.seq} is not the one the packet covers; "
-                "the packet is from another store or the call was rewritten",
-            )
-    if agent and offered.to_agent != agent:
-        raise PacketError("wrong_target", f"addressed to {offered.to_agent!r}, not {agent!r}")
-    kid, sender, target = decoded.key_id, offered.agent, offered.to_agent
-    genuine = f"genuine (signed with key {kid!r})"
-    later = [e for e in events if (e.seq or 0) > (offered.seq or 0)]
-    for ev in later:
-        at = f"seq {ev.seq}, {_utc(ev.at)}"
-        if isinstance(ev, OwnerChanged) and ev.packet_id == pid:
-            p.say(f"  store    redeemed by {ev.owner!r} at epoch {ev.epoch} ({at})", "ok")
-            _now(p, events)
-            p.say(
-                f"verdict: REDEEMED: {genuine}, redeemed by {ev.owner!r} at epoch {ev.epoch}; "
-                "it cannot be redeemed again",
-                "ok",
-            )
-            return SPENT
-        if isinstance(ev, OwnerChanged):
-            p.say(f"  store    cleared when {ev.owner!r} took the call over at epoch {ev.epoch} ({at})", "warn")
-            _now(p, events)
-            p.say(f"verdict: CLEARED: {genuine}, but {ev.owner!r} took the call over before it was redeemed", "warn")
-            return SPENT
-        if isinstance(ev, HandedOff):
-            p.say(
-                f"  store    replaced by another handoff ({ev.kind} to {ev.to_agent!r}, packet {ev.packet_id}, "
-                f"{at}) before it was redeemed",
-                "warn",
-            )
-            _now(p, events)
-            p.say(f"verdict: REPLACED: {genuine}, but a later handoff to {ev.to_agent!r} replaced it", "warn")
-            return SPENT
-        if isinstance(ev, HandoffCancelled) and ev.packet_id == pid:
-            p.say(f"  store    withdrawn by {ev.agent or sender!r} ({at})", "warn")
-            _now(p, events)
-            p.say(f"verdict: CANCELLED: {genuine}, but {sender!r} withdrew it; ask for a new handoff", "warn")
-            return SPENT
-        if isinstance(ev, CallEnded):
-            reason = f": {ev.reason}" if ev.reason else ""
-            p.say(f"  store    the call ended ({at}{reason}) before it was redeemed", "warn")
-            p.say(f"verdict: ENDED: {genuine}, but the call ended before it was redeemed", "warn")
-            return SPENT
-    left = offered.expires_at - time.time()
-    if left < -DEFAULT_SKEW:
-        p.say(f"  store    still offered to {target!r}, but it expired {-left:.0f} s ago unredeemed", "warn")
+    check = judge(decoded, events, agent, url)
+    good = check.verdict in ("valid", "redeemed")
+    p.say(f"  store    {check.history}", "ok" if good else "warn")
+    if check.verdict != "ended":
         _now(p, events)
-        p.say(
-            f"verdict: EXPIRED: {genuine}, expired {-left:.0f} s ago without being redeemed; "
-            f"{sender!r} still owns the call: ask for a new handoff",
-            "warn",
-        )
-        return SPENT
-    p.say(f"  store    pending, redeemable by {target!r} (offered by {sender!r} at seq {offered.seq})", "ok")
-    p.say(f"verdict: VALID: signed with key {kid!r}, expires in {max(left, 0):.0f} s", "ok")
-    return VALID
+    p.say(f"verdict: {check.verdict.upper()}: {check.detail}", "ok" if good else "warn")
+    return VALID if check.redeemable else SPENT
 
 
 def _now(p: Printer, events: list[Event]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from types import TracebackType
@@ -21,10 +22,12 @@ from ._ids import check_call_id, check_name
 from ._io import Flow, arun, run
 from ._keys import KeyRing
 from ._owner import OwnerLog
+from ._packet import HandoffPacket, TokenClaims, decode_token, peek
 from ._redeem import create, fold_call, redeem
 from ._session import Session
 from ._state import CallState
 from ._tiers import Tiers
+from ._verify import PacketCheck, invalid, judge
 from ._watch import Cursor
 
 _APPENDED = 4096  # calls whose metadata after an outside append a store remembers
@@ -283,6 +286,51 @@ class Store:
             except CallNotFound:
                 return False
         return (yield from self.tiers.delete(call_id))
+
+    # -- verifying -------------------------------------------------------------------
+
+    def verify(self, packet: ResumeTarget, *, agent: str | None = None) -> PacketCheck:
+        """Where a packet (object, msgpack, JSON) or token stands, without redeeming it:
+        its signature under this store's keys, then the call's log (pending, redeemed,
+        replaced, cancelled, cleared, ended or expired). ``agent``: the agent that would
+        redeem it (a packet for another is ``invalid``, reason ``wrong_target``). Bad or
+        forged input is a verdict (``invalid``), not an error; the store's own failures
+        (``BackendUnavailable``) raise."""
+        return run(self._verify(packet, agent))
+
+    async def averify(self, packet: ResumeTarget, *, agent: str | None = None) -> PacketCheck:
+        return await arun(self._verify(packet, agent))
+
+    def _verify(self, target: ResumeTarget, agent: str | None) -> Flow[PacketCheck]:
+        if agent is not None:
+            check_name(agent)
+        decoded: HandoffPacket | TokenClaims | None = None
+        try:
+            if isinstance(target, HandoffPacket):
+                decoded = target
+            elif isinstance(target, (bytes, bytearray, memoryview)):
+                decoded = peek(bytes(target))
+            elif isinstance(target, str) and target.strip().startswith(("{", "vs")):
+                decoded = peek(target.strip())
+            else:
+                raise PacketError(
+                    "malformed", f"{str(target)[:40]!r} is neither a packet (JSON or msgpack) nor a vs1. token"
+                )
+            # The signature; the window is judged against the log (a packet redeemed in time is not "expired").
+            if isinstance(decoded, TokenClaims):
+                assert isinstance(target, str)
+                decode_token(target, self.config.keys, skew=math.inf)
+            else:
+                decoded.verify(self.config.keys, skew=math.inf)
+                if agent is not None and decoded.to_agent != agent:
+                    raise PacketError("wrong_target", f"addressed to {decoded.to_agent!r}, not {agent!r}")
+            if isinstance(decoded, HandoffPacket) and decoded.issued_at - time.time() > self.config.skew:
+                raise PacketError("expired", "not valid yet (issued in the future): check the clocks")
+            log = yield from self._load_log(decoded.call_id)
+            events = [decode_stored(se.data, se.seq, se.chain) for se in log]
+            return judge(decoded, events, agent, repr(self), skew=self.config.skew)
+        except (PacketError, CallNotFound) as exc:
+            return invalid(exc, decoded)
 
     # -- watching ----------------------------------------------------------------
 
