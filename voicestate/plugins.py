@@ -24,6 +24,7 @@ from ._plugins import (
     unregister_plugin,
 )
 from ._public import publish
+from ._timeline import describe as describe_event
 from ._twins import Call, Flow, arun_flow, run_flow, twin
 from .hookspecs import hookimpl
 
@@ -38,6 +39,7 @@ __all__ = [
     "TokenClaims",
     "decode_event",
     "decode_token",
+    "describe_event",
     "encode_event",
     "event_from_dict",
     "event_to_dict",

@@ -1,0 +1,110 @@
+"""The calls this server acts in as an agent: the owner sessions it holds, and the errors
+every tool turns into what the model should do next."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+import voicestate as vs
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger("voicestate_mcp")
+
+# What to do next, by error type, after the store's own message (which says what happened).
+_NEXT: dict[type[vs.VoiceStateError], str] = {
+    vs.CallNotFound: "list the calls with list_calls (call ids are case-sensitive; an ended call expires)",
+    vs.FencedError: "this server no longer owns the call: read it with get_call; "
+    "to act in it again, be handed it (redeem_handoff)",
+    vs.OwnershipError: "see who owns the call and what is pending with get_call",
+    vs.PacketError: "check the packet with verify_packet; ask the sender for a new handoff if it cannot be redeemed",
+    vs.BackendUnavailable: "the store is unreachable: retry in a moment (nothing was written)",
+}
+
+
+def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A tool's voicestate errors as tool errors (``is_error``) that say what to do next;
+    nothing else of the exception (no traceback) reaches the client."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except ToolError:
+            raise
+        except vs.VoiceStateError as exc:
+            raise ToolError(explain(exc)) from None
+
+    return wrapper
+
+
+def explain(exc: vs.VoiceStateError) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    for cls, hint in _NEXT.items():
+        if isinstance(exc, cls):
+            return f"{text}. Next: {hint}."
+    return text
+
+
+class Desk:
+    """The owner sessions of one agent, by call id. A session stays held until the agent
+    releases it, ends the call, or is fenced (its handoff was redeemed, or it was taken over):
+    meanwhile its lease is renewed in the background by voicestate's async session."""
+
+    def __init__(self, store: vs.Store, agent: str | None) -> None:
+        self.store = store
+        self.agent = agent
+        self._held: dict[str, vs.Session] = {}
+
+    def held(self, call_id: str) -> vs.Session | None:
+        """The live owner session of ``call_id``, if this server holds one (a fenced one is let go:
+        its lease renewal stopped when it learnt it was fenced)."""
+        session = self._held.get(call_id)
+        if session is not None and session.fenced:
+            del self._held[call_id]
+            log.info("let go of call %r: fenced (another agent owns it now)", call_id)
+            return None
+        return session
+
+    def need(self, call_id: str) -> vs.Session:
+        """The owner session of ``call_id``, or a tool error saying how to get one."""
+        if self.agent is None:
+            raise ToolError("this server acts for no agent: restart it with --agent NAME to write as an owner")
+        session = self.held(call_id)
+        if session is None:
+            raise ToolError(
+                f"this server ({self.agent!r}) does not own call {call_id!r}. Next: redeem its handoff "
+                "(redeem_handoff) or take a dead owner's call over (take_over_call); get_call shows its owner."
+            )
+        return session
+
+    async def keep(self, session: vs.Session) -> None:
+        old = self._held.get(session.call_id)
+        if old is not None and old is not session:
+            await self.release(session.call_id)  # fenced by the new one already
+        self._held[session.call_id] = session
+
+    async def release(self, call_id: str) -> vs.Session | None:
+        """Let the session go: flush what it recorded and stop renewing its lease."""
+        session = self._held.pop(call_id, None)
+        if session is not None:
+            await session.__aexit__(None, None, None)
+        return session
+
+    async def after(self, session: vs.Session) -> None:
+        """After an owner write: a fenced or ended session is let go."""
+        if (session.fenced or session.state.status == "ended") and self._held.get(session.call_id) is session:
+            await self.release(session.call_id)
+
+    async def close(self) -> None:
+        """Flush and let go of every session (the server is stopping)."""
+        for call_id in list(self._held):
+            try:
+                await self.release(call_id)
+            except Exception:  # stopping: one call's failure must not keep the others' sessions
+                log.exception("flushing call %r on shutdown", call_id)

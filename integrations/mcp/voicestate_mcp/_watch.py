@@ -1,0 +1,122 @@
+"""Resource subscriptions fed by the store's watch: while a client listens
+(``subscriptions/listen``) to a call's resources, the call is watched, and each batch
+of events stored, by any writer in any process, becomes ``notifications/resources/updated``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+
+import voicestate as vs
+
+log = logging.getLogger("voicestate_mcp")
+
+CALLS_URI = "voicestate://calls"
+_CALL_URI = re.compile(r"^voicestate://calls/([^/]+)(/context|/timeline)?$")
+LIST_POLL = 1.0  # seconds between two reads of the call list while someone follows voicestate://calls
+
+
+def call_uris(call_id: str) -> list[str]:
+    base = f"{CALLS_URI}/{call_id}"
+    return [base, base + "/context", base + "/timeline"]
+
+
+class Follower:
+    """Watches the calls some listen stream subscribed to, one watch per call (shared)."""
+
+    def __init__(self, store: vs.Store, bus: InMemorySubscriptionBus) -> None:
+        self.store = store
+        self.bus = bus
+        self._watching: dict[str, tuple[int, asyncio.Task[None]]] = {}  # call id / "" -> (listeners, task)
+        self._uris: dict[str, set[str]] = {}  # call id -> the URIs as clients wrote them (matched exactly)
+
+    async def middleware(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        if ctx.method != "subscriptions/listen":
+            return await call_next(ctx)
+        wanted = _wanted(ctx.params)
+        keys = list(wanted)
+        for key in keys:
+            self._uris.setdefault(key, set()).update(wanted[key])
+            self._acquire(key)
+        try:
+            return await call_next(ctx)  # returns when the listen stream ends
+        finally:
+            for key in keys:
+                self._release(key)
+
+    def _acquire(self, key: str) -> None:
+        count, task = self._watching.get(key, (0, None))  # type: ignore[arg-type]
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._list() if key == "" else self._call(key))
+        self._watching[key] = (count + 1, task)
+
+    def _release(self, key: str) -> None:
+        count, task = self._watching[key]
+        if count > 1:
+            self._watching[key] = (count - 1, task)
+        else:
+            del self._watching[key]
+            task.cancel()
+
+    async def _call(self, call_id: str) -> None:
+        try:
+            state = await self.store.aload(call_id)
+        except vs.CallNotFound:
+            return  # honoured and never fires, as for any URI that names nothing
+        try:
+            async for ev in self.store.awatch(call_id, after=state.seq):
+                for uri in sorted(self._uris.get(call_id, set()) | set(call_uris(call_id))):
+                    await self.bus.publish(ResourceUpdated(uri=uri))
+                if isinstance(ev, (vs.OwnerChanged, vs.HandedOff, vs.HandoffCancelled, vs.CallEnded)):
+                    await self.bus.publish(ResourceUpdated(uri=CALLS_URI))
+        except vs.VoiceStateError as exc:
+            log.warning("watching call %r stopped: %s", call_id, exc)
+
+    async def _list(self) -> None:
+        """The call list has no watch of its own: its metadata is read every LIST_POLL seconds."""
+        seen: object = None
+        while True:
+            try:
+                infos = await self.store.acalls(status="active", limit=500)
+                now = tuple((i.call_id, i.owner, i.epoch, i.seq, i.pending_to) for i in infos)
+                if seen is not None and now != seen:
+                    await self.bus.publish(ResourceUpdated(uri=CALLS_URI))
+                seen = now
+            except vs.VoiceStateError as exc:
+                log.warning("reading the call list: %s", exc)
+            await asyncio.sleep(LIST_POLL)
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self._watching.values()]
+        self._watching.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _wanted(params: Any) -> dict[str, list[str]]:
+    """The call ids (and "" for the call list) whose resources a listen request subscribes to,
+    with the URIs it named."""
+    try:
+        uris = params["notifications"].get("resourceSubscriptions") or []
+    except (TypeError, KeyError, AttributeError):
+        return {}
+    keys: dict[str, list[str]] = {}
+    for uri in uris if isinstance(uris, list) else []:
+        if not isinstance(uri, str):
+            continue
+        if uri == CALLS_URI:
+            key = ""
+        else:
+            m = _CALL_URI.match(uri)
+            if m is None:
+                continue
+            key = unquote(m.group(1))
+        keys.setdefault(key, []).append(uri)
+    return keys
