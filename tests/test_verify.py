@@ -26,11 +26,16 @@ def _offer(store, call_id, **kw):
 
 
 def test_pending_then_redeemed(store):
-    s, packet = _offer(store, "c1")
+    _, packet = _offer(store, "c1")
     for form in (packet, packet.to_json(), packet.to_bytes(), packet.to_token()):
         check = store.verify(form)
         assert check.verdict == "valid" and check.redeemable
-        assert (check.to_agent, check.from_agent, check.kind, check.owner) == ("billing", "triage", "transfer", "triage")
+        assert (check.to_agent, check.from_agent, check.kind, check.owner) == (
+            "billing",
+            "triage",
+            "transfer",
+            "triage",
+        )
         assert check.packet_id == packet.packet_id and check.offered_seq == 3
     store.resume(packet.to_token(), agent="billing")
     check = store.verify(packet.to_token())
@@ -63,7 +68,7 @@ def test_cancelled_replaced_ended_expired_cleared(store):
 
 
 def test_invalid_inputs_are_verdicts(store, tmp_path):
-    s, packet = _offer(store, "c2")
+    _, packet = _offer(store, "c2")
     token = packet.to_token()
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     assert store.verify(forged).reason == "bad_signature"
@@ -88,7 +93,7 @@ def test_invalid_inputs_are_verdicts(store, tmp_path):
 
 
 def test_averify_is_the_same_judgement(store):
-    s, packet = _offer(store, "c3")
+    _, packet = _offer(store, "c3")
     check = asyncio.run(store.averify(packet.to_token(), agent="billing"))
     assert check == store.verify(packet.to_token(), agent="billing")
     assert check.verdict == "valid"

@@ -63,12 +63,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise vs.ConfigError(f"--port {args.port} is not a TCP port (1 to 65535)")
-    options: dict[str, object] = {}
-    if args.tenant:
-        options["tenant"] = args.tenant
-    if args.require_packet:
-        options["require_packet"] = True
-    store = vs.open_store(*args.store.split(), **options)
+    store = (
+        vs.open_store(*args.store.split(), tenant=args.tenant, require_packet=True)
+        if args.require_packet
+        else vs.open_store(*args.store.split(), tenant=args.tenant)
+    )
     try:
         url = f"http://{_host_in_url(args.host)}:{args.port}{args.path}"
         server = create_server(store, agent=args.agent, bearer_token=token, http_url=url)

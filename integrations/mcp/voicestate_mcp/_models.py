@@ -26,10 +26,10 @@ class CallSummary(BaseModel):
 
     @classmethod
     def of(cls, info: vs.CallInfo, now: float) -> CallSummary:
-        lease = info.lease_until
+        lease = info.lease_until or None  # 0: no lease (an ended call)
         return cls(
             call_id=info.call_id,
-            status=info.status,  # type: ignore[arg-type]
+            status=info.status,
             owner=info.owner,
             epoch=info.epoch,
             seq=info.seq,

@@ -13,7 +13,8 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from pydantic import Field
+from mcp.types import ToolAnnotations
+from pydantic import AnyHttpUrl, Field
 
 import voicestate as vs
 
@@ -86,14 +87,14 @@ def create_server(
     if bearer_token is not None:
         base = http_url.rsplit("/", 1)[0] if http_url.count("/") > 2 else http_url
         auth = {
-            "auth": AuthSettings(issuer_url=base, resource_server_url=http_url, validate_token_resource=False),
+            "auth": AuthSettings(
+                issuer_url=AnyHttpUrl(base), resource_server_url=AnyHttpUrl(http_url), validate_token_resource=False
+            ),
             "token_verifier": StaticBearer(bearer_token),
         }
     server: MCPServer[Any] = MCPServer(
         name,
-        instructions=INSTRUCTIONS.format(
-            agent_line=_AGENT_LINE.format(agent=agent) if agent else _READER_LINE
-        ),
+        instructions=INSTRUCTIONS.format(agent_line=_AGENT_LINE.format(agent=agent) if agent else _READER_LINE),
         version=_version(),
         lifespan=lifespan,
         subscriptions=bus,
@@ -118,7 +119,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-READ = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
+READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
 def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
@@ -190,7 +191,9 @@ def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
             )
         session = desk.held(call_id)
         state = await session.arefresh() if session is not None else await store.aload(call_id)
-        policy = vs.ContextPolicy(last_turns=last_turns, heard_only=heard_only, tools=tools, summary=summary, facts=facts)
+        policy = vs.ContextPolicy(
+            last_turns=last_turns, heard_only=heard_only, tools=tools, summary=summary, facts=facts
+        )
         try:
             return context_view(state, format, policy, desk.agent or for_agent)
         except NotJSON:
@@ -284,14 +287,16 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
             await desk.after(session)
             state = session.state
         else:
-            seq = await store.aappend(call_id, vs.ToolReturned(tool_call_id, result=result, error=error, agent=desk.agent))
+            seq = await store.aappend(
+                call_id, vs.ToolReturned(tool_call_id, result=result, error=error, agent=desk.agent)
+            )
             state = await store.aload(call_id)
         now = state.tools[tool_call_id]
         won = (now.result, now.error) == (result, error)  # another result may have landed first
         return ToolResultWritten(call_id=call_id, tool_call_id=tool_call_id, seq=seq, status=now.status, accepted=won)
 
     @server.tool(
-        annotations={"destructiveHint": True, "idempotentHint": True},
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True),
         description="End a call (the caller hung up, or the call is over): nobody owns it afterwards, only "
         "notes and late tool results can still be added. Ending an ended call changes nothing.",
     )
@@ -328,14 +333,16 @@ def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
     )
     @tool_errors
     async def redeem_handoff(
-        packet: Annotated[str, Field(description="the packet's JSON, its vs1. token, or the call id", max_length=1_000_000)],
+        packet: Annotated[
+            str, Field(description="the packet's JSON, its vs1. token, or the call id", max_length=1_000_000)
+        ],
     ) -> Briefing:
         session = await store.aresume(packet.strip(), agent=agent)
         await desk.keep(session)
         return briefing(session.state, agent, session.state.owner_handoff)
 
     @server.tool(
-        annotations={"destructiveHint": True},
+        annotations=ToolAnnotations(destructive_hint=True),
         description=f"Take over a call whose owner died (its lease ran out; list_calls stale=true lists them) as "
         f"{agent!r}, clearing any pending handoff. from_epoch: the epoch you saw die, so of several recovery "
         "agents exactly one wins. force: take it even though the owner's lease is live (an operator's decision).",

@@ -51,7 +51,7 @@ class Follower:
                 self._release(key)
 
     def _acquire(self, key: str) -> None:
-        count, task = self._watching.get(key, (0, None))  # type: ignore[arg-type]
+        count, task = self._watching.get(key, (0, None))
         if task is None or task.done():
             task = asyncio.get_running_loop().create_task(self._list() if key == "" else self._call(key))
         self._watching[key] = (count + 1, task)
