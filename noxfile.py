@@ -169,7 +169,7 @@ def bench(session: nox.Session) -> None:
     """Latency figures against the budgets of DESIGN.md (JSON + table)."""
     # openai-agents: the best peer's SQLiteSession, measured beside our resume in the same run
     # the Redis and DynamoDB figures need the members (and moto, in DynamoDB's test extra);
-    # the LangGraph figures LangGraph's own savers beside VoiceStateSaver
+    # the LangGraph figures LangGraph's own savers beside VoiceStateSaver; the MCP figures the server
     session.install(
         ".",
         "-e",
@@ -180,6 +180,8 @@ def bench(session: nox.Session) -> None:
         "integrations/pipecat",
         "-e",
         "integrations/langchain",
+        "-e",
+        "integrations/mcp",
         "openai-agents==0.24.0",
         "langgraph>=1.2,<1.3",
         "langgraph-checkpoint-sqlite==3.1.2",

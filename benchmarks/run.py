@@ -26,6 +26,7 @@ from vsbench import (
     dynamodb,
     handoff,
     langgraph_saver,
+    mcp_tools,
     packet,
     pipecat_frames,
     record,
@@ -63,6 +64,8 @@ SETTINGS = {
         "pipecat_rounds": 200,
         "pipecat_warmup": 10,
         "langgraph_steps": 30,
+        "mcp_samples": 200,
+        "mcp_handoffs": 100,
     },
     "quick": {
         "record_samples": 1_000,
@@ -87,6 +90,8 @@ SETTINGS = {
         "pipecat_rounds": 20,
         "pipecat_warmup": 3,
         "langgraph_steps": 8,
+        "mcp_samples": 30,
+        "mcp_handoffs": 15,
     },
 }
 
@@ -140,6 +145,11 @@ def measure_all(cfg: dict[str, Any], tmp: Path) -> list[Figure]:
             "LangGraph step and bytes per call",
             "20, 200, 1,000 turns",
             lambda: langgraph_saver.run(tmp, cfg["langgraph_steps"]),
+        ),
+        (
+            "MCP tool calls",
+            "200 turns",
+            lambda: mcp_tools.run(tmp, cfg["mcp_samples"], cfg["mcp_handoffs"]),
         ),
     ]
     figures: list[Figure] = []
