@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from kit import HEARD, UNHEARD, error, result, triage_call
 from mcp import Client
 
@@ -235,6 +236,31 @@ async def test_takeover_and_leases_renewed_while_held(url: str) -> None:
         assert "redeem_handoff" in error(await c.call_tool("set_slots", {"call_id": "call-1", "values": {"a": 1}}))
         assert result(await c.call_tool("release_call", {"call_id": "call-1"}))["released"] is False
     store.close()
+
+
+async def test_an_idle_call_is_let_go(url: str) -> None:
+    """An agent that went away without releasing its call must not keep the lease alive."""
+    store = vs.open_store(url, lease=0.6)
+    packet = triage_call(store)
+    async with Client(create_server(store, agent="billing", idle_release=0.8)) as c:
+        result(await c.call_tool("redeem_handoff", {"packet": packet.to_token()}))
+        await asyncio.sleep(0.5)
+        result(await c.call_tool("set_slots", {"call_id": "call-1", "values": {"a": 1}}))  # in use: kept
+        await asyncio.sleep(0.5)
+        assert result(await c.call_tool("get_call", {"call_id": "call-1"}))["held_by_this_server"] is True
+        await asyncio.sleep(2.0)  # idle: let go, and its lease runs out
+        assert [i.call_id for i in store.calls(stale=True)] == ["call-1"]
+        assert "redeem_handoff" in error(await c.call_tool("set_slots", {"call_id": "call-1", "values": {"b": 1}}))
+    assert store.load("call-1").slots["a"] == 1 and "b" not in store.load("call-1").slots
+    store.close()
+
+
+def test_bad_settings_are_refused(store: vs.Store) -> None:
+    for bad in ({"agent": ""}, {"agent": "x" * 65}, {"idle_release": 0}, {"idle_release": "5"}):
+        with pytest.raises(vs.ConfigError):
+            create_server(store, **bad)  # type: ignore[arg-type]
+    with pytest.raises(vs.ConfigError, match="16 characters"):
+        create_server(store, bearer_token="short")
 
 
 async def test_a_format_that_is_not_json_is_refused(store: vs.Store) -> None:

@@ -41,6 +41,13 @@ def serve_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="redeeming a handoff needs its signed packet or token, never the bare call id",
     )
+    p.add_argument(
+        "--release-idle",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="let go of a call no tool call touched for this long (its lease then runs out; 0: never; default 300)",
+    )
     p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio")
     p.add_argument("--host", default="127.0.0.1", help="streamable HTTP: the address to bind (default: loopback)")
     p.add_argument("--port", type=int, default=8000, help="streamable HTTP: the port (default: 8000)")
@@ -61,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             f"streamable HTTP needs a bearer token: set ${TOKEN_ENV} or pass --token-file FILE "
             "(make one with python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+    if args.release_idle < 0:
+        raise vs.ConfigError(f"--release-idle {args.release_idle:g} is not seconds (>= 0; 0: never)")
     if not 0 < args.port < 65536:
         raise vs.ConfigError(f"--port {args.port} is not a TCP port (1 to 65535)")
     store = (
@@ -70,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         url = f"http://{_host_in_url(args.host)}:{args.port}{args.path}"
-        server = create_server(store, agent=args.agent, bearer_token=token, http_url=url)
+        idle = args.release_idle if args.release_idle > 0 else None
+        server = create_server(store, agent=args.agent, bearer_token=token, http_url=url, idle_release=idle)
         who = f"as agent {args.agent!r}" if args.agent else "for no agent (reads and outside writes)"
         if http:
             where = "" if _is_loopback(args.host) else " (NOT loopback: reachable from the network)"

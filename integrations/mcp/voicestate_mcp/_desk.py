@@ -3,8 +3,10 @@ every tool turns into what the model should do next."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -53,13 +55,17 @@ def explain(exc: vs.VoiceStateError) -> str:
 
 class Desk:
     """The owner sessions of one agent, by call id. A session stays held until the agent
-    releases it, ends the call, or is fenced (its handoff was redeemed, or it was taken over):
-    meanwhile its lease is renewed in the background by voicestate's async session."""
+    releases it, ends the call, is fenced (its handoff was redeemed, or it was taken over), or
+    goes ``idle`` seconds without a tool call on it: meanwhile its lease is renewed in the
+    background by voicestate's async session. (An agent that went away without releasing its
+    call would otherwise keep the call's lease alive, and no recovery worker would see it stale.)"""
 
-    def __init__(self, store: vs.Store, agent: str | None) -> None:
+    def __init__(self, store: vs.Store, agent: str | None, idle: float | None = None) -> None:
         self.store = store
         self.agent = agent
+        self.idle = idle
         self._held: dict[str, vs.Session] = {}
+        self._used: dict[str, float] = {}
 
     def held(self, call_id: str) -> vs.Session | None:
         """The live owner session of ``call_id``, if this server holds one (a fenced one is let go:
@@ -69,6 +75,8 @@ class Desk:
             del self._held[call_id]
             log.info("let go of call %r: fenced (another agent owns it now)", call_id)
             return None
+        if session is not None:
+            self._used[call_id] = time.monotonic()
         return session
 
     def need(self, call_id: str) -> vs.Session:
@@ -88,13 +96,30 @@ class Desk:
         if old is not None and old is not session:
             await self.release(session.call_id)  # fenced by the new one already
         self._held[session.call_id] = session
+        self._used[session.call_id] = time.monotonic()
 
     async def release(self, call_id: str) -> vs.Session | None:
         """Let the session go: flush what it recorded and stop renewing its lease."""
         session = self._held.pop(call_id, None)
+        self._used.pop(call_id, None)
         if session is not None:
             await session.__aexit__(None, None, None)
         return session
+
+    async def reap(self) -> None:
+        """Let go of sessions no tool call touched for ``idle`` seconds (runs until cancelled)."""
+        if self.idle is None:
+            return
+        while True:
+            await asyncio.sleep(min(self.idle / 4, 5.0))
+            now = time.monotonic()
+            for call_id, used in list(self._used.items()):
+                if now - used > self.idle and call_id in self._held:
+                    log.warning("let go of call %r: no tool call on it for %.0f s", call_id, now - used)
+                    try:
+                        await self.release(call_id)
+                    except Exception:  # one call's failure must not stop the others' release
+                        log.exception("releasing idle call %r", call_id)
 
     async def after(self, session: vs.Session) -> None:
         """After an owner write: a fenced or ended session is let go."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -59,6 +60,7 @@ def create_server(
     agent: str | None = None,
     bearer_token: str | None = None,
     http_url: str = "http://127.0.0.1:8000/mcp",
+    idle_release: float | None = 300.0,
     name: str = "voicestate",
 ) -> MCPServer[Any]:
     """An MCP server over ``store`` (one tenant: the store's).
@@ -67,19 +69,25 @@ def create_server(
     without it the server only reads and writes from outside. ``bearer_token``:
     the token every streamable-HTTP request must carry (``Authorization: Bearer``);
     ``http_url`` is where that endpoint is served (the protected-resource metadata
-    names it). stdio has no token: the process's owner is the client.
+    names it). stdio has no token: the process's owner is the client. ``idle_release``:
+    let go of a call no tool call touched for this many seconds (None: never), so that an
+    agent that went away does not keep the call's lease alive.
     """
     if agent is not None and (not isinstance(agent, str) or not agent or len(agent) > 64):
         raise vs.ConfigError(f"agent is an agent name (1 to 64 characters), not {agent!r:.60}")
-    desk = Desk(store, agent)
+    if idle_release is not None and not (isinstance(idle_release, (int, float)) and idle_release > 0):
+        raise vs.ConfigError(f"idle_release is seconds (> 0) or None, not {idle_release!r:.40}")
+    desk = Desk(store, agent, idle_release)
     bus = InMemorySubscriptionBus()
     follower = Follower(store, bus)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[None]:
+        reaper = asyncio.get_running_loop().create_task(desk.reap())
         try:
             yield
         finally:
+            reaper.cancel()
             await follower.close()
             await desk.close()
 
