@@ -181,7 +181,7 @@ async def test_errors_say_what_to_do_and_change_nothing(store: vs.Store) -> None
         assert "no tool call 'zz'" in error(
             await c.call_tool("deliver_tool_result", {"call_id": "call-1", "tool_call_id": "zz", "result": 1})
         )
-        assert "not both" in error(
+        assert "exactly one" in error(
             await c.call_tool(
                 "deliver_tool_result", {"call_id": "call-1", "tool_call_id": "t1", "result": 1, "error": "e"}
             )

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.release_idle < 0:
         raise vs.ConfigError(f"--release-idle {args.release_idle:g} is not seconds (>= 0; 0: never)")
+    if not args.path.startswith("/"):
+        raise vs.ConfigError(f"--path {args.path!r} is a URL path: it starts with '/' (e.g. /mcp)")
     if not 0 < args.port < 65536:
         raise vs.ConfigError(f"--port {args.port} is not a TCP port (1 to 65535)")
     store = (
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         url = f"http://{_host_in_url(args.host)}:{args.port}{args.path}"
         idle = args.release_idle if args.release_idle > 0 else None
-        server = create_server(store, agent=args.agent, bearer_token=token, http_url=url, idle_release=idle)
+        server = create_server(store, agent=args.agent, bearer_token=token, idle_release=idle)
         who = f"as agent {args.agent!r}" if args.agent else "for no agent (reads and outside writes)"
         if http:
             where = "" if _is_loopback(args.host) else " (NOT loopback: reachable from the network)"

@@ -26,6 +26,9 @@ _NEXT: dict[type[vs.VoiceStateError], str] = {
     vs.OwnershipError: "see who owns the call and what is pending with get_call",
     vs.PacketError: "check the packet with verify_packet; ask the sender for a new handoff if it cannot be redeemed",
     vs.BackendUnavailable: "the store is unreachable: retry in a moment (nothing was written)",
+    vs.InvalidEvent: "correct the values as the message says (nothing was written)",
+    vs.InvalidArgument: "correct the argument as the message says (nothing was written)",
+    vs.ConfigError: "correct the argument as the message says (nothing was written)",
 }
 
 
@@ -73,6 +76,7 @@ class Desk:
         session = self._held.get(call_id)
         if session is not None and session.fenced:
             del self._held[call_id]
+            self._used.pop(call_id, None)
             log.info("let go of call %r: fenced (another agent owns it now)", call_id)
             return None
         if session is not None:
@@ -120,6 +124,34 @@ class Desk:
                         await self.release(call_id)
                     except Exception:  # one call's failure must not stop the others' release
                         log.exception("releasing idle call %r", call_id)
+
+    async def state(self, call_id: str) -> tuple[vs.CallState, bool]:
+        """The call's current state, and whether this server still holds it as the owner (a
+        session that a takeover or a redeemed handoff deposed is let go here)."""
+        session = self.held(call_id)
+        if session is not None:
+            try:
+                state = await session.arefresh()
+                if state.owner == self.agent and not session.fenced:
+                    return state, True
+            except vs.FencedError:
+                pass
+            await self.release(call_id)
+        return await self.store.aload(call_id), False
+
+    async def outside(self, call_id: str, event: Callable[[str | None], vs.Event]) -> int:
+        """A write anyone may make (a note, a tool result, the end): through the held session
+        if this server still owns the call, else with ``store.append``. ``event(agent)``
+        builds the event (afresh for each attempt)."""
+        session = self.held(call_id)
+        if session is not None:
+            try:
+                seq = await session.arecord(event(None))
+                await self.after(session)
+                return seq
+            except vs.FencedError:
+                await self.release(call_id)  # deposed: the write is still anyone's to make
+        return await self.store.aappend(call_id, event(self.agent))
 
     async def after(self, session: vs.Session) -> None:
         """After an owner write: a fenced or ended session is let go."""

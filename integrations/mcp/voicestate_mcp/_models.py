@@ -148,6 +148,16 @@ class Written(BaseModel):
     owner: str | None
 
 
+class ToolCallWritten(BaseModel):
+    """A tool call recorded: its id is what deliver_tool_result takes."""
+
+    call_id: str
+    tool_call_id: str
+    seq: int
+    status: Literal["active", "ended"]
+    owner: str | None
+
+
 class ToolResultWritten(BaseModel):
     call_id: str
     tool_call_id: str
@@ -210,7 +220,11 @@ class Briefing(BaseModel):
 class HandoffOffered(BaseModel):
     call_id: str
     packet_id: str
-    token: str = Field(description="the signed vs1. token: give it to the receiver (a SIP X- header, a URL)")
+    token: str | None = Field(
+        description="the signed vs1. token: give it to the receiver (a SIP X- header, a URL); None when the "
+        "call id is too long for a token's 256 characters"
+    )
+    packet: str = Field(description="the signed packet's JSON: redeems the handoff as well as the token")
     to_agent: str
     kind: str
     expires_at: float

@@ -14,7 +14,8 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.types import ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, ToolAnnotations
 from pydantic import AnyHttpUrl, Field
 
 import voicestate as vs
@@ -31,6 +32,7 @@ from ._models import (
     PacketVerdict,
     Released,
     Timeline,
+    ToolCallWritten,
     ToolResultWritten,
     Written,
 )
@@ -59,7 +61,6 @@ def create_server(
     *,
     agent: str | None = None,
     bearer_token: str | None = None,
-    http_url: str = "http://127.0.0.1:8000/mcp",
     idle_release: float | None = 300.0,
     name: str = "voicestate",
 ) -> MCPServer[Any]:
@@ -67,9 +68,8 @@ def create_server(
 
     ``agent``: the agent this server acts as (its owner tools, and private facts);
     without it the server only reads and writes from outside. ``bearer_token``:
-    the token every streamable-HTTP request must carry (``Authorization: Bearer``);
-    ``http_url`` is where that endpoint is served (the protected-resource metadata
-    names it). stdio has no token: the process's owner is the client. ``idle_release``:
+    the token every streamable-HTTP request must carry (``Authorization: Bearer``).
+    stdio has no token: the process's owner is the client. ``idle_release``:
     let go of a call no tool call touched for this many seconds (None: never), so that an
     agent that went away does not keep the call's lease alive.
     """
@@ -81,23 +81,29 @@ def create_server(
     bus = InMemorySubscriptionBus()
     follower = Follower(store, bus)
 
+    # Streamable HTTP enters the lifespan once; stdio and in-process clients once per connection:
+    # the sessions and watches are the server's, shared, closed when the last connection goes.
+    users: list[asyncio.Task[None]] = []  # the reaper, once per open connection
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[None]:
-        reaper = asyncio.get_running_loop().create_task(desk.reap())
+        users.append(users[0] if users else asyncio.get_running_loop().create_task(desk.reap()))
         try:
             yield
         finally:
-            reaper.cancel()
-            await follower.close()
-            await desk.close()
+            reaper = users.pop()
+            if not users:
+                reaper.cancel()
+                await follower.close()
+                await desk.close()
 
     auth: dict[str, Any] = {}
     if bearer_token is not None:
-        base = http_url.rsplit("/", 1)[0] if http_url.count("/") > 2 else http_url
         auth = {
-            "auth": AuthSettings(
-                issuer_url=AnyHttpUrl(base), resource_server_url=AnyHttpUrl(http_url), validate_token_resource=False
-            ),
+            # A shared bearer token, no OAuth: no resource_server_url, so the server publishes no
+            # protected-resource metadata pointing at an authorization server that does not exist.
+            # (The SDK requires an issuer_url; without an auth server provider it is never served.)
+            "auth": AuthSettings(issuer_url=AnyHttpUrl("http://localhost"), resource_server_url=None),
             "token_verifier": StaticBearer(bearer_token),
         }
     server: MCPServer[Any] = MCPServer(
@@ -166,9 +172,8 @@ def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
     )
     @tool_errors
     async def get_call(call_id: CallId, last_turns: Annotated[int, Field(ge=0, le=1000)] = 20) -> CallView:
-        session = desk.held(call_id)
-        state = await session.arefresh() if session is not None else await store.aload(call_id)
-        return call_view(state, desk.agent, last_turns, held=session is not None)
+        state, held = await desk.state(call_id)
+        return call_view(state, desk.agent, last_turns, held=held)
 
     @server.tool(
         annotations=READ,
@@ -197,8 +202,7 @@ def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
                 f"this server acts as {desk.agent!r} and renders contexts for it only "
                 "(another agent's context holds its private facts). Next: drop for_agent."
             )
-        session = desk.held(call_id)
-        state = await session.arefresh() if session is not None else await store.aload(call_id)
+        state, _ = await desk.state(call_id)
         policy = vs.ContextPolicy(
             last_turns=last_turns, heard_only=heard_only, tools=tools, summary=summary, facts=facts
         )
@@ -224,7 +228,7 @@ def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
     ) -> Timeline:
         state = await store.aload(call_id)
         events = await store.aevents(call_id, after=after)
-        return timeline(call_id, events, state, limit)
+        return timeline(call_id, events, state, limit, desk.agent)
 
     @server.tool(
         annotations=READ,
@@ -244,8 +248,8 @@ def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
 def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
     store = desk.store
 
-    async def written(call_id: str, seq: int, session: vs.Session | None) -> Written:
-        state = session.state if session is not None else await store.aload(call_id)
+    async def written(call_id: str, seq: int) -> Written:
+        state, _ = await desk.state(call_id)
         return Written(call_id=call_id, seq=seq, status=state.status, owner=state.owner)
 
     @server.tool(
@@ -254,18 +258,13 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
     )
     @tool_errors
     async def add_note(call_id: CallId, text: Annotated[str, Field(min_length=1, max_length=20_000)]) -> Written:
-        session = desk.held(call_id)
-        if session is not None:
-            seq = await session.arecord(vs.Note(text))
-            await desk.after(session)
-        else:
-            seq = await store.aappend(call_id, vs.Note(text, agent=desk.agent))
-        return await written(call_id, seq, session)
+        seq = await desk.outside(call_id, lambda agent: vs.Note(text, agent=agent))
+        return await written(call_id, seq)
 
     @server.tool(
         description="Deliver the result (or the error) of a tool call that is still pending in the call, e.g. a "
         "lookup that finished after the call was handed off. The first result wins: a tool call that already "
-        "has one is left as it is (accepted=false). Give result (any JSON) or error (text), not both.",
+        "has one is left as it is (accepted=false, nothing written). Give result (any JSON) or error (text).",
     )
     @tool_errors
     async def deliver_tool_result(
@@ -274,10 +273,9 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
         result: Any = None,
         error: str | None = None,
     ) -> ToolResultWritten:
-        if result is not None and error is not None:
-            raise ToolError("give the tool's result or its error, not both")
-        session = desk.held(call_id)
-        state = await session.arefresh() if session is not None else await store.aload(call_id)
+        if (result is None) == (error is None):
+            raise ToolError("give the tool's result (any JSON) or its error (text): exactly one of them")
+        state, _ = await desk.state(call_id)
         tool = state.tools.get(tool_call_id)
         if tool is None:
             known = ", ".join(sorted(state.tools)) or "none"
@@ -289,16 +287,12 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
             return ToolResultWritten(
                 call_id=call_id, tool_call_id=tool_call_id, seq=tool.seq, status=tool.status, accepted=False
             )
-        ev = vs.ToolReturned(tool_call_id, result=result, error=error)
-        if session is not None:
-            seq = await session.arecord(ev)
-            await desk.after(session)
-            state = session.state
-        else:
-            seq = await store.aappend(
-                call_id, vs.ToolReturned(tool_call_id, result=result, error=error, agent=desk.agent)
-            )
-            state = await store.aload(call_id)
+        # One event id per tool call: deliveries racing each other store one event, not several.
+        eid = f"mcp-result-{tool_call_id}"[:128]
+        seq = await desk.outside(
+            call_id, lambda agent: vs.ToolReturned(tool_call_id, result=result, error=error, agent=agent, id=eid)
+        )
+        state, _ = await desk.state(call_id)
         now = state.tools[tool_call_id]
         won = (now.result, now.error) == (result, error)  # another result may have landed first
         return ToolResultWritten(call_id=call_id, tool_call_id=tool_call_id, seq=seq, status=now.status, accepted=won)
@@ -312,14 +306,19 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
     async def end_call(call_id: CallId, reason: str | None = None) -> Written:
         session = desk.held(call_id)
         if session is not None:
-            seq = await session.aend(reason)
-            await desk.release(call_id)
-        else:
-            state = await store.aload(call_id)
-            if state.status == "ended":
-                return Written(call_id=call_id, seq=state.seq, status="ended", owner=None)
-            seq = await store.aappend(call_id, vs.CallEnded(reason, agent=desk.agent))
-        return await written(call_id, seq, session)
+            try:
+                seq = await session.aend(reason)
+                await desk.release(call_id)
+                return await written(call_id, seq)
+            except vs.FencedError:
+                await desk.release(call_id)  # deposed: ending is still anyone's to do
+        state = await store.aload(call_id)
+        if state.status == "ended":
+            events = await store.aevents(call_id)
+            seq = next((e.seq or 0 for e in reversed(events) if isinstance(e, vs.CallEnded)), state.seq)
+            return Written(call_id=call_id, seq=seq, status="ended", owner=None)
+        seq = await store.aappend(call_id, vs.CallEnded(reason, agent=desk.agent))
+        return await written(call_id, seq)
 
 
 def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
@@ -357,6 +356,8 @@ def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
     )
     @tool_errors
     async def take_over_call(call_id: CallId, from_epoch: int | None = None, force: bool = False) -> Briefing:
+        if call_id.strip().startswith(("{", "vs1.")):
+            raise ToolError("take_over_call takes a call id, not a packet. Next: redeem a packet with redeem_handoff.")
         session = await store.aresume(call_id, agent=agent, takeover=True, from_epoch=from_epoch, force=force)
         await desk.keep(session)
         return briefing(session.state, agent, None)
@@ -398,20 +399,22 @@ def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
 
     @server.tool(
         description="Record that this agent started a tool call in a call it owns (its result comes later, "
-        "through deliver_tool_result, from here or from whoever runs the tool). Returns the stored seq; "
-        "the tool call's id is tool_call_id, or a new one if omitted.",
+        "through deliver_tool_result, from here or from whoever runs the tool). Returns the stored seq and "
+        "the tool call's id (tool_call_id, or a new one if omitted).",
     )
     @tool_errors
     async def record_tool_call(
         call_id: CallId, name: str, arguments: dict[str, Any] | None = None, tool_call_id: str | None = None
-    ) -> Written:
+    ) -> ToolCallWritten:
         ev = vs.ToolCalled(tool_call_id or f"mcp-{uuid.uuid4().hex[:16]}", name, arguments or {})
-        return await owner_write(call_id, ev)
+        done = await owner_write(call_id, ev)
+        return ToolCallWritten(tool_call_id=ev.call_id, **done.model_dump())
 
     @server.tool(
         description="Hand a call this server owns to another agent: kind 'transfer' (a specialist), 'escalate' "
         "(a human), 'persona' or 'return'. This server stays the owner, and keeps recording, until the "
-        "receiver redeems the packet; then it lets the call go. Returns the vs1. token to give the receiver.",
+        "receiver redeems the packet; then it lets the call go. Returns the vs1. token to give the receiver "
+        "(and the packet's JSON, which redeems it too).",
     )
     @tool_errors
     async def hand_off(
@@ -427,10 +430,15 @@ def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
             packet = await session.ahandoff(to_agent, reason=reason, kind=kind, summary=summary, ttl=ttl_seconds)
         finally:
             await desk.after(session)
+        try:
+            token: str | None = packet.to_token()
+        except vs.PacketError:  # a long call id makes a token over its 256 characters: the JSON still works
+            token = None
         return HandoffOffered(
             call_id=call_id,
             packet_id=packet.packet_id,
-            token=packet.to_token(),
+            token=token,
+            packet=packet.to_json(),
             to_agent=packet.to_agent,
             kind=packet.kind,
             expires_at=packet.expires_at,
@@ -470,7 +478,7 @@ def _resources(server: MCPServer[Any], desk: Desk) -> None:
     async def state_of(call_id: str) -> vs.CallState:
         try:
             return await store.aload(call_id)
-        except vs.CallNotFound as exc:
+        except vs.VoiceStateError as exc:  # an unknown or malformed call id: not found, and why
             raise ResourceNotFoundError(explain(exc)) from None
 
     @server.resource(
@@ -512,7 +520,7 @@ def _resources(server: MCPServer[Any], desk: Desk) -> None:
     )
     async def call_timeline(call_id: str) -> str:
         state = await state_of(call_id)
-        return timeline_text(await store.aevents(call_id), state)
+        return timeline_text(await store.aevents(call_id), state, desk.agent)
 
     @server.prompt(
         name="receive_handoff",
@@ -522,8 +530,8 @@ def _resources(server: MCPServer[Any], desk: Desk) -> None:
     async def receive_handoff(call_id: str) -> str:
         try:
             state = await store.aload(call_id)
-        except vs.VoiceStateError as exc:
-            raise ValueError(explain(exc)) from None
+        except vs.VoiceStateError as exc:  # passed through to the client as is, with what to do next
+            raise MCPError(INVALID_PARAMS, explain(exc)) from None
         pending = state.pending_handoff
         handoff = pending if pending is not None else state.owner_handoff
         to = handoff.to_agent if handoff is not None else (desk.agent or state.owner or "agent")

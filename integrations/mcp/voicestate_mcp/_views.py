@@ -93,11 +93,29 @@ def context_view(state: vs.CallState, fmt: str, policy: vs.ContextPolicy, agent:
     )
 
 
-def timeline(call_id: str, events: list[vs.Event], state: vs.CallState, limit: int) -> Timeline:
+PRIVATE = "(private)"
+
+
+def _private(ev: vs.Event, agent: str | None) -> bool:
+    """A fact private to another agent than ``agent``: its values never leave the store."""
+    return isinstance(ev, vs.SlotsSet) and ev.scope != "call" and ev.scope != f"agent:{agent}"
+
+
+def _describe(ev: vs.Event, state: vs.CallState, agent: str | None) -> tuple[str, str, list[str]]:
+    if _private(ev, agent):
+        assert isinstance(ev, vs.SlotsSet)
+        ev = vs.SlotsSet(dict.fromkeys(ev.values, PRIVATE), scope=ev.scope, agent=ev.agent)
+    return vsp.describe_event(ev, state)
+
+
+def timeline(call_id: str, events: list[vs.Event], state: vs.CallState, limit: int, agent: str | None) -> Timeline:
+    """The events as entries; another agent's private facts show their keys, not their values."""
     entries = []
     for ev in events[:limit]:
-        who, what, detail = vsp.describe_event(ev, state)
+        who, what, detail = _describe(ev, state, agent)
         data = vsp.event_to_dict(ev)
+        if _private(ev, agent):
+            data["values"] = dict.fromkeys(data["values"], PRIVATE)
         entries.append(
             TimelineEntry(
                 seq=ev.seq or 0,
@@ -114,14 +132,15 @@ def timeline(call_id: str, events: list[vs.Event], state: vs.CallState, limit: i
     return Timeline(call_id=call_id, seq=state.seq, entries=entries, next_after=entries[-1].seq if more else None)
 
 
-def timeline_text(events: list[vs.Event], state: vs.CallState) -> str:
-    """The timeline as the CLI prints it: seq, seconds since the start, who, what, detail."""
+def timeline_text(events: list[vs.Event], state: vs.CallState, agent: str | None) -> str:
+    """The timeline as the CLI prints it: seq, seconds since the start, who, what, detail
+    (another agent's private facts by their keys only)."""
     if not events:
         return ""
     t0 = events[0].at
     lines = []
     for ev in events:
-        who, what, detail = vsp.describe_event(ev, state)
+        who, what, detail = _describe(ev, state, agent)
         first, *rest = detail or [""]
         lines.append(f"{ev.seq or 0:>4}  {ev.at - t0:>7.3f}  {who:<9.9} {what:<12} {first}")
         lines.extend(" " * 36 + line for line in rest)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
@@ -20,6 +21,8 @@ log = logging.getLogger("voicestate_mcp")
 CALLS_URI = "voicestate://calls"
 _CALL_URI = re.compile(r"^voicestate://calls/([^/]+)(/context|/timeline)?$")
 LIST_POLL = 1.0  # seconds between two reads of the call list while someone follows voicestate://calls
+ENDED_POLL = 1.0  # seconds between two reads of an ended call (notes and late results still arrive)
+ABSENT_POLL = (0.05, 1.0)  # backoff between two looks for a call that does not exist yet
 
 
 def call_uris(call_id: str) -> list[str]:
@@ -34,20 +37,24 @@ class Follower:
         self.store = store
         self.bus = bus
         self._watching: dict[str, tuple[int, asyncio.Task[None]]] = {}  # call id / "" -> (listeners, task)
-        self._uris: dict[str, set[str]] = {}  # call id -> the URIs as clients wrote them (matched exactly)
+        self._uris: dict[str, Counter[str]] = {}  # call id -> the URIs as clients wrote them, by listener
 
     async def middleware(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         if ctx.method != "subscriptions/listen":
             return await call_next(ctx)
         wanted = _wanted(ctx.params)
-        keys = list(wanted)
-        for key in keys:
-            self._uris.setdefault(key, set()).update(wanted[key])
+        for key, uris in wanted.items():
+            self._uris.setdefault(key, Counter()).update(uris)
             self._acquire(key)
         try:
             return await call_next(ctx)  # returns when the listen stream ends
         finally:
-            for key in keys:
+            for key, uris in wanted.items():
+                left = self._uris.get(key)
+                if left is not None:
+                    left.subtract(uris)
+                    if not +left:
+                        del self._uris[key]
                 self._release(key)
 
     def _acquire(self, key: str) -> None:
@@ -57,6 +64,8 @@ class Follower:
         self._watching[key] = (count + 1, task)
 
     def _release(self, key: str) -> None:
+        if key not in self._watching:  # closed meanwhile (the server stopped)
+            return
         count, task = self._watching[key]
         if count > 1:
             self._watching[key] = (count - 1, task)
@@ -64,19 +73,48 @@ class Follower:
             del self._watching[key]
             task.cancel()
 
+    async def _publish(self, call_id: str, listed: bool) -> None:
+        for uri in sorted(set(self._uris.get(call_id, ())) | set(call_uris(call_id))):
+            await self.bus.publish(ResourceUpdated(uri=uri))
+        if listed:
+            await self.bus.publish(ResourceUpdated(uri=CALLS_URI))
+
     async def _call(self, call_id: str) -> None:
+        """Follow one call: wait for it to exist, watch it as it is stored, and after its end read
+        it now and then (notes and late tool results are still accepted); stop if it is deleted."""
         try:
-            state = await self.store.aload(call_id)
+            seq = await self._await_call(call_id)
+            async for ev in self.store.awatch(call_id, after=seq):
+                seq = ev.seq or seq
+                listed = isinstance(ev, (vs.OwnerChanged, vs.HandedOff, vs.HandoffCancelled, vs.CallEnded))
+                await self._publish(call_id, listed)
+            while True:  # ended (or gone: CallNotFound ends it)
+                await asyncio.sleep(ENDED_POLL)
+                late = await self.store.aevents(call_id, after=seq)
+                if late:
+                    seq = late[-1].seq or seq
+                    await self._publish(call_id, False)
         except vs.CallNotFound:
-            return  # honoured and never fires, as for any URI that names nothing
-        try:
-            async for ev in self.store.awatch(call_id, after=state.seq):
-                for uri in sorted(self._uris.get(call_id, set()) | set(call_uris(call_id))):
-                    await self.bus.publish(ResourceUpdated(uri=uri))
-                if isinstance(ev, (vs.OwnerChanged, vs.HandedOff, vs.HandoffCancelled, vs.CallEnded)):
-                    await self.bus.publish(ResourceUpdated(uri=CALLS_URI))
-        except vs.VoiceStateError as exc:
-            log.warning("watching call %r stopped: %s", call_id, exc)
+            await self._publish(call_id, True)  # deleted or expired: readers find it gone
+        except vs.VoiceStateError as exc:  # a malformed id, a store down: honoured, never fires
+            log.warning("not watching call %r: %s", call_id, exc)
+
+    async def _await_call(self, call_id: str) -> int:
+        """The call's seq, once it exists (a client may subscribe before the call starts: its
+        start is then an update)."""
+        delay = ABSENT_POLL[0]
+        waited = False
+        while True:
+            try:
+                seq = (await self.store.aload(call_id)).seq
+            except vs.CallNotFound:
+                waited = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ABSENT_POLL[1])
+                continue
+            if waited:
+                await self._publish(call_id, True)
+            return seq
 
     async def _list(self) -> None:
         """The call list has no watch of its own: its metadata is read every LIST_POLL seconds."""
