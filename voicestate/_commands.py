@@ -18,14 +18,14 @@ from ._calls import CallInfo
 from ._convert import event_to_dict, make_converter
 from ._demo import run_demo as demo_main
 from ._errors import CallNotFound, ConfigError, PacketError, VoiceStateError
-from ._events import CallEnded, CallStarted, Event, OwnerChanged
+from ._events import Event
 from ._keys import ENV_VAR, parse_keys
 from ._open import open_store
 from ._output import Printer
 from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, decode_token, peek
 from ._tiers import describe as describe_tiers
 from ._timeline import timeline_rows
-from ._verify import judge
+from ._verify import PacketCheck, judge
 
 
 def register_all(register: Callable[..., None]) -> None:
@@ -451,20 +451,14 @@ def _verdict_from_store(p: Printer, url: str, decoded: HandoffPacket | TokenClai
     good = check.verdict in ("valid", "redeemed")
     p.say(f"  store    {check.history}", "ok" if good else "warn")
     if check.verdict != "ended":
-        _now(p, events)
+        _now(p, check, events)
     p.say(f"verdict: {check.verdict.upper()}: {check.detail}", "ok" if good else "warn")
     return VALID if check.redeemable else SPENT
 
 
-def _now(p: Printer, events: list[Event]) -> None:
-    """Who owns the call now (the log's last ownership change)."""
-    owner, epoch = None, 1
-    for ev in events:
-        if isinstance(ev, CallStarted):
-            owner = ev.agent
-        elif isinstance(ev, OwnerChanged):
-            owner, epoch = ev.owner, ev.epoch
-        elif isinstance(ev, CallEnded):
-            p.say(f"  now      the call has ended ({len(events)} events)")
-            return
-    p.say(f"  now      owned by {owner!r}, epoch {epoch} ({len(events)} events)")
+def _now(p: Printer, check: PacketCheck, events: list[Event]) -> None:
+    """Who owns the call now (the log's last ownership change, as the verdict found it)."""
+    if check.owner is None:
+        p.say(f"  now      the call has ended ({len(events)} events)")
+    else:
+        p.say(f"  now      owned by {check.owner!r}, epoch {check.epoch} ({len(events)} events)")

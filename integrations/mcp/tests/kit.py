@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+from mcp.shared.subscriptions import ResourceUpdated
 
 import voicestate as vs
 
@@ -36,3 +39,15 @@ def error(r: Any) -> str:
     text: str = r.content[0].text
     assert "Traceback" not in text
     return text
+
+
+async def next_update(sub: Any, timeout: float = 10) -> ResourceUpdated:
+    """The next resource update a listen stream delivers, within ``timeout`` seconds."""
+
+    async def first() -> ResourceUpdated:
+        async for event in sub:
+            if isinstance(event, ResourceUpdated):
+                return event
+        raise AssertionError("the listen stream ended")
+
+    return await asyncio.wait_for(first(), timeout)

@@ -10,10 +10,9 @@ import sys
 import time
 
 import pytest
-from kit import HEARD, UNHEARD, triage_call
+from kit import HEARD, UNHEARD, next_update, triage_call
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.shared.subscriptions import ResourceUpdated
 
 import voicestate as vs
 from voicestate_mcp import create_server
@@ -57,16 +56,6 @@ async def test_receive_handoff_prompt(store: vs.Store) -> None:
     assert "redeem_handoff" in text
 
 
-async def _next_update(sub: object, timeout: float) -> ResourceUpdated:
-    async def first() -> ResourceUpdated:
-        async for event in sub:  # type: ignore[attr-defined]
-            if isinstance(event, ResourceUpdated):
-                return event
-        raise AssertionError("the listen stream ended")
-
-    return await asyncio.wait_for(first(), timeout)
-
-
 async def test_subscription_sees_another_process_append(store: vs.Store, url: str) -> None:
     triage_call(store)
     async with Client(create_server(store)) as c:
@@ -82,7 +71,7 @@ async def test_subscription_sees_another_process_append(store: vs.Store, url: st
             )
             proc = await asyncio.create_subprocess_exec(sys.executable, "-c", writer, url)
             assert await proc.wait() == 0
-            event = await _next_update(sub, timeout=10)
+            event = await next_update(sub, timeout=10)
             waited = time.monotonic() - started
         assert event.uri == "voicestate://calls/call-1/context"
         fresh = (await c.read_resource("voicestate://calls/call-1/context")).contents[0].text
@@ -104,5 +93,5 @@ async def test_subscription_to_the_call_list(store: vs.Store, url: str) -> None:
             ],
             check=True,
         )
-        event = await _next_update(sub, timeout=10)
+        event = await next_update(sub, timeout=10)
     assert event.uri == "voicestate://calls"

@@ -10,10 +10,9 @@ import sys
 
 import httpx2
 import pytest
-from kit import error, result, triage_call
+from kit import error, next_update, result, triage_call
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.shared.subscriptions import ResourceUpdated
 from test_transports import _env, _script, http_server
 
 import voicestate as vs
@@ -94,16 +93,6 @@ async def test_resource_and_prompt_errors_say_what_to_do(store: vs.Store) -> Non
             await c.get_prompt("receive_handoff", {"call_id": "nope"})
 
 
-async def _update(sub: object, timeout: float = 10) -> ResourceUpdated:
-    async def first() -> ResourceUpdated:
-        async for event in sub:  # type: ignore[attr-defined]
-            if isinstance(event, ResourceUpdated):
-                return event
-        raise AssertionError("the listen stream ended")
-
-    return await asyncio.wait_for(first(), timeout)
-
-
 async def test_subscribing_before_the_call_starts_and_after_it_ends(store: vs.Store, url: str) -> None:
     async with Client(create_server(store)) as c:
         uris = ["voicestate://calls/later", "voicestate://calls/%7Bbad"]  # a malformed id is honoured, inert
@@ -111,19 +100,19 @@ async def test_subscribing_before_the_call_starts_and_after_it_ends(store: vs.St
             await asyncio.sleep(0.2)
             with store.open("later", agent="triage") as s:
                 s.record(vs.UserSpoke("hello"))
-            assert (await _update(sub)).uri == "voicestate://calls/later"
+            assert (await next_update(sub)).uri == "voicestate://calls/later"
             s.end("bye")
-            await _update(sub)
+            await next_update(sub)
             await asyncio.sleep(0.3)
             drained = True
             while drained:  # what the end itself caused
                 try:
-                    await _update(sub, timeout=1.5)
+                    await next_update(sub, timeout=1.5)
                 except TimeoutError:
                     drained = False
             writer = "import sys, voicestate as vs\nvs.open_store(sys.argv[1]).append('later', vs.Note('QA'))"
             subprocess.run([sys.executable, "-c", writer, url], check=True, env=_env())
-            assert (await _update(sub)).uri == "voicestate://calls/later"  # a note after the end
+            assert (await next_update(sub)).uri == "voicestate://calls/later"  # a note after the end
 
 
 async def test_racing_results_store_one_event(store: vs.Store) -> None:
