@@ -8,6 +8,7 @@ import time
 import pytest
 
 import voicestate as vs
+import voicestate.plugins as vsp
 
 KEYS = "k1:verify-secret-0123456789abcdef"
 
@@ -97,3 +98,34 @@ def test_averify_is_the_same_judgement(store):
     check = asyncio.run(store.averify(packet.to_token(), agent="billing"))
     assert check == store.verify(packet.to_token(), agent="billing")
     assert check.verdict == "valid"
+
+
+def test_verify_decodes_as_resume_does(store):
+    """'valid' means resume would redeem it: the same decoding, the same token check."""
+    import base64
+
+    import attrs
+
+    from voicestate._keys import parse_keys
+    from voicestate._packet import _token_mac, _token_payload
+
+    _, packet = _offer(store, "c4")
+    for bent in (packet.to_json() + "\n", " " + packet.to_json(), packet.to_json().encode()):
+        check = store.verify(bent)
+        assert (check.verdict, check.reason) == ("invalid", "malformed"), bent
+        with pytest.raises(vs.PacketError):
+            store.resume(bent, agent="billing")
+    # a token signed with the right key for this packet, but another expiry than the stored handoff's
+    ring = parse_keys(KEYS)
+    payload = _token_payload("k1", packet.packet_id, packet.expires_at + 3600, "c4")
+    mac = _token_mac(ring.secret("k1"), payload)
+    token = "vs1." + base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode()
+    assert vsp.decode_token(token, KEYS).packet_id == packet.packet_id  # genuinely signed
+    check = store.verify(token)
+    assert (check.verdict, check.reason) == ("invalid", "bad_signature")
+    with pytest.raises(vs.PacketError, match="does not match"):
+        store.resume(token, agent="billing")
+    # hand-built packets whose fields are not what they claim: verdicts, not exceptions
+    for bad in (attrs.evolve(packet, seq=2**70), attrs.evolve(packet, call_id="bad\nid")):
+        assert store.verify(bad).verdict == "invalid"
+    assert store.verify(packet).verdict == "valid"  # and the real one still is

@@ -293,8 +293,10 @@ class Store:
         """Where a packet (object, msgpack, JSON) or token stands, without redeeming it:
         its signature under this store's keys, then the call's log (pending, redeemed,
         replaced, cancelled, cleared, ended or expired). ``agent``: the agent that would
-        redeem it (a packet for another is ``invalid``, reason ``wrong_target``). Bad or
-        forged input is a verdict (``invalid``), not an error; the store's own failures
+        redeem it (a packet for another is ``invalid``, reason ``wrong_target``). A packet
+        or token is told apart and decoded exactly as ``resume`` does, so "valid" means
+        ``resume`` would redeem it now. Bad or forged input is a verdict (``invalid``), not
+        an error; an invalid ``agent`` name (ConfigError) and the store's own failures
         (``BackendUnavailable``) raise."""
         return run(self._verify(packet, agent))
 
@@ -306,31 +308,38 @@ class Store:
             check_name(agent)
         decoded: HandoffPacket | TokenClaims | None = None
         try:
+            # Told apart and decoded exactly as resume() does (classify), with the signature checked
+            # but not the window: that is judged against the log (a packet redeemed in time is not
+            # "expired"). What is shown of an invalid one comes from an unverified look.
+            inf = math.inf
             if isinstance(target, HandoffPacket):
                 decoded = target
+                target.verify(self.config.keys, skew=inf)
             elif isinstance(target, (bytes, bytearray, memoryview)):
-                decoded = peek(bytes(target))
-            elif isinstance(target, str) and target.strip().startswith(("{", "vs")):
-                decoded = peek(target.strip())
+                decoded = _glance(bytes(target))
+                decoded = HandoffPacket.from_bytes(bytes(target), self.config.keys, skew=inf)
+            elif isinstance(target, str) and target.lstrip().startswith("{"):
+                decoded = _glance(target)
+                decoded = HandoffPacket.from_json(target, self.config.keys, skew=inf)
+            elif isinstance(target, str) and target.strip().startswith("vs1."):
+                decoded = _glance(target)
+                decoded = decode_token(target, self.config.keys, skew=inf)
             else:
-                raise PacketError(
-                    "malformed", f"{str(target)[:40]!r} is neither a packet (JSON or msgpack) nor a vs1. token"
-                )
-            # The signature; the window is judged against the log (a packet redeemed in time is not "expired").
-            if isinstance(decoded, TokenClaims):
-                assert isinstance(target, str)
-                decode_token(target, self.config.keys, skew=math.inf)
-            else:
-                decoded.verify(self.config.keys, skew=math.inf)
+                shown = f"{str(target)[:40]!r}"
+                raise PacketError("malformed", f"{shown} is neither a packet (JSON or msgpack) nor a vs1. token")
+            if isinstance(decoded, HandoffPacket):
                 if agent is not None and decoded.to_agent != agent:
                     raise PacketError("wrong_target", f"addressed to {decoded.to_agent!r}, not {agent!r}")
-            if isinstance(decoded, HandoffPacket) and decoded.issued_at - time.time() > self.config.skew:
-                raise PacketError("expired", "not valid yet (issued in the future): check the clocks")
+                if decoded.issued_at - time.time() > self.config.skew:
+                    raise PacketError("expired", "not valid yet (issued in the future): check the clocks")
             log = yield from self._load_log(decoded.call_id)
             events = [decode_stored(se.data, se.seq, se.chain) for se in log]
             return judge(decoded, events, agent, repr(self), skew=self.config.skew)
         except (PacketError, CallNotFound) as exc:
             return invalid(exc, decoded)
+        except (ConfigError, InvalidArgument, TypeError, ValueError, OverflowError) as exc:
+            # a hand-built packet whose fields are not what they claim (a call id, a seq, ...)
+            return invalid(PacketError("malformed", f"{type(exc).__name__}: {exc}"), decoded)
 
     # -- watching ----------------------------------------------------------------
 
@@ -444,3 +453,11 @@ async def _beating(opening: Awaitable[Session]) -> Session:
 
 
 __all__ = ["Opening", "Store"]
+
+
+def _glance(data: str | bytes) -> HandoffPacket | TokenClaims | None:
+    """An unverified look at a packet or token (what an ``invalid`` verdict shows), or None."""
+    try:
+        return peek(data)
+    except PacketError:
+        return None

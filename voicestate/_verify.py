@@ -5,6 +5,7 @@ One judgement serves ``store.verify`` and ``voicestate packet verify --store``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -111,6 +112,8 @@ def judge(
                 f"the store's log at seq {decoded.seq} is not the one the packet covers; "
                 "the packet is from another store or the call was rewritten",
             )
+    if isinstance(decoded, TokenClaims) and int(decoded.expires_at) != math.ceil(offered.expires_at):
+        raise PacketError("bad_signature", "the token does not match the handoff stored for it")
     if agent and offered.to_agent != agent:
         raise PacketError("wrong_target", f"addressed to {offered.to_agent!r}, not {agent!r}")
     owner, epoch = _now_owner(events)

@@ -5,8 +5,12 @@ of resources and the prompt, subscriptions to calls not yet started or ended, ra
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -163,3 +167,117 @@ async def test_no_oauth_metadata_and_a_bad_path(store: vs.Store, url: str) -> No
         timeout=60,
     )
     assert ran.returncode == 1 and "starts with '/'" in ran.stderr
+
+
+# -- a second review ------------------------------------------------------------------
+
+
+async def test_overlapping_takeovers_leave_one_session_and_no_orphan_lease(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = vs.open_store(url, lease=0.6)
+    triage_call(store)
+    leave = vs.Session.__aexit__
+
+    async def slow_leave(self: vs.Session, *exc: object) -> None:
+        await asyncio.sleep(0.3)  # a remote store's flush
+        await leave(self, *exc)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vs.Session, "__aexit__", slow_leave)
+    async with Client(create_server(store, agent="billing")) as c:
+        assert result(await c.call_tool("take_over_call", {"call_id": "call-1", "force": True}))["epoch"] == 2
+
+        async def take(after: float) -> Any:
+            await asyncio.sleep(after)
+            return await c.call_tool("take_over_call", {"call_id": "call-1", "force": True})
+
+        takes = await asyncio.gather(take(0), take(0.1))  # the second while the first lets go, slowly
+        won = [result(t)["epoch"] for t in takes if not t.is_error]
+        assert won and all("changed hands" in error(t) for t in takes if t.is_error)  # a lost race is refused
+        call = result(await c.call_tool("get_call", {"call_id": "call-1"}))
+        assert (call["epoch"], call["held_by_this_server"]) == (max(won), True)  # the newest is the one held
+        result(await c.call_tool("record_turn", {"call_id": "call-1", "speaker": "agent", "text": "held"}))
+        assert result(await c.call_tool("release_call", {"call_id": "call-1"}))["released"] is True
+        await asyncio.sleep(1.2)  # no session left renewing the lease: the call goes stale
+        assert [i.call_id for i in store.calls(stale=True)] == ["call-1"]
+    store.close()
+
+
+async def test_reading_the_resource_does_not_keep_an_idle_call(url: str) -> None:
+    store = vs.open_store(url, lease=0.6)
+    packet = triage_call(store)
+    async with Client(create_server(store, agent="billing", idle_release=0.8)) as c:
+        result(await c.call_tool("redeem_handoff", {"packet": packet.to_token()}))
+        for _ in range(8):  # a dashboard re-reading the call
+            json.loads((await c.read_resource("voicestate://calls/call-1")).contents[0].text)
+            await asyncio.sleep(0.3)
+        call = json.loads((await c.read_resource("voicestate://calls/call-1")).contents[0].text)
+        assert call["held_by_this_server"] is False  # let go all the same
+        store.resume("call-1", agent="ops", takeover=True, force=True)
+        call = json.loads((await c.read_resource("voicestate://calls/call-1")).contents[0].text)
+        assert (call["owner"], call["held_by_this_server"]) == ("ops", False)
+    store.close()
+
+
+async def test_a_watch_survives_the_store_being_down_for_a_moment(
+    store: vs.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    triage_call(store)
+    real = vs.Store.awatch
+    failures = [vs.BackendUnavailable("the store is down for a moment")]
+
+    def flaky(self: vs.Store, call_id: str, *, after: int = 0) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(self, call_id, after=after)
+
+    monkeypatch.setattr(vs.Store, "awatch", flaky)
+    async with (
+        Client(create_server(store)) as c,
+        c.listen(resource_subscriptions=["voicestate://calls/call-1"]) as sub,
+    ):
+        assert (await next_update(sub)).uri == "voicestate://calls/call-1"  # "refetch": it was down
+        await asyncio.sleep(0.3)
+        store.append("call-1", vs.Note("back"))
+        assert (await next_update(sub)).uri == "voicestate://calls/call-1"
+    assert not failures
+
+
+def test_subscription_uris_match_the_templates_strictly() -> None:
+    from voicestate_mcp._watch import _wanted
+
+    uris = ["voicestate://calls/a?x=1", "voicestate://calls/a#f", "voicestate://calls/a/", "voicestate://calls/b"]
+    assert _wanted({"notifications": {"resourceSubscriptions": uris}}) == {"b": ["voicestate://calls/b"]}
+
+
+def test_the_cli_refuses_what_would_serve_the_wrong_thing(url: str, tmp_path: Path) -> None:
+    binary = tmp_path / "token"
+    binary.write_bytes(b"\xff\xfe" * 20)
+    http = ["--transport", "streamable-http"]
+    for args, said in [
+        (["--store", ""], "--store is empty"),
+        (["--store", url, "--tenant", " "], "--tenant is empty"),
+        (["--store", url, "--release-idle", "nan"], "--release-idle nan"),
+        (["--store", url, *http, "--token-file", str(binary)], "is not text"),
+    ]:
+        ran = subprocess.run([_script(), *args], env=_env(), capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 1 and said in ran.stderr and "Traceback" not in ran.stderr, (args, ran.stderr)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        ran = subprocess.run(
+            [_script(), "--store", url, *http, "--port", port],
+            env=_env(VOICESTATE_MCP_TOKEN="a-test-bearer-token-0123456789abcdef"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert ran.returncode == 1 and "pass another --port" in ran.stderr
+
+
+def test_dns_rebinding_is_refused_on_any_loopback_address(url: str) -> None:
+    with http_server(url, "--host", "127.0.0.2", host="127.0.0.2") as endpoint:
+        headers = {"Authorization": "Bearer a-test-bearer-token-0123456789abcdef"}
+        evil = httpx2.post(endpoint, json={}, headers={**headers, "Host": "evil.example"})
+        assert evil.status_code == 421

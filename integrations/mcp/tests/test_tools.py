@@ -256,7 +256,9 @@ async def test_an_idle_call_is_let_go(url: str) -> None:
 
 
 def test_bad_settings_are_refused(store: vs.Store) -> None:
-    for bad in ({"agent": ""}, {"agent": "x" * 65}, {"idle_release": 0}, {"idle_release": "5"}):
+    create_server(store, agent="x" * 128)  # the core's limit
+    bad_settings = ({"agent": ""}, {"agent": "x" * 129}, {"agent": "a\tb"}, {"idle_release": 0})
+    for bad in (*bad_settings, {"idle_release": "5"}, {"idle_release": float("nan")}):
         with pytest.raises(vs.ConfigError):
             create_server(store, **bad)  # type: ignore[arg-type]
     with pytest.raises(vs.ConfigError, match="16 characters"):

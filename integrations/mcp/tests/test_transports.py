@@ -53,7 +53,7 @@ async def test_stdio_subprocess(store: vs.Store, url: str) -> None:
 
 
 @contextlib.contextmanager
-def http_server(url: str, *args: str, token: str | None = TOKEN) -> Iterator[str]:
+def http_server(url: str, *args: str, token: str | None = TOKEN, host: str = "127.0.0.1") -> Iterator[str]:
     port = free_port()
     env = _env(**({"VOICESTATE_MCP_TOKEN": token} if token else {}))
     cmd = [sys.executable, "-m", "voicestate", "mcp", "serve", "--store", url, "--transport", "streamable-http"]
@@ -64,14 +64,14 @@ def http_server(url: str, *args: str, token: str | None = TOKEN) -> Iterator[str
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx2.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                httpx2.get(f"http://{host}:{port}/mcp", timeout=1)
                 break
             except httpx2.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     why = proc.stderr.read() if proc.stderr else ""
                     raise AssertionError(f"the server did not start: {why}") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://{host}:{port}/mcp"
     finally:
         proc.terminate()
         proc.wait(10)

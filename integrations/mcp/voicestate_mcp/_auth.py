@@ -43,6 +43,10 @@ def load_token(token_file: str | None) -> str | None:
             text = Path(token_file).read_text()
         except OSError as exc:
             raise vs.ConfigError(f"cannot read the token file {token_file!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise vs.ConfigError(
+                f"the token file {token_file!r} is not text: write the token on its first line"
+            ) from None
         lines = text.splitlines()
         return check_token(lines[0].strip() if lines else "", f"the first line of {token_file!r}")
     env = os.environ.get(TOKEN_ENV)

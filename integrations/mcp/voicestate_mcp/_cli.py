@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import voicestate as vs
 
 from ._auth import TOKEN_ENV, load_token
+
+if TYPE_CHECKING:
+    from mcp.server.transport_security import TransportSecuritySettings
 
 _LOOPBACK = ("localhost",)
 
@@ -68,8 +74,12 @@ def run(args: argparse.Namespace) -> int:
             f"streamable HTTP needs a bearer token: set ${TOKEN_ENV} or pass --token-file FILE "
             "(make one with python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
-    if args.release_idle < 0:
+    if not (math.isfinite(args.release_idle) and args.release_idle >= 0):
         raise vs.ConfigError(f"--release-idle {args.release_idle:g} is not seconds (>= 0; 0: never)")
+    if not args.store.split():
+        raise vs.ConfigError("--store is empty: pass a store URL (e.g. sqlite:///calls.db) or set $VOICESTATE_STORE")
+    if args.tenant is not None and not args.tenant.strip():
+        raise vs.ConfigError("--tenant is empty: pass the tenant's name, or leave it out for the store's")
     if not args.path.startswith("/"):
         raise vs.ConfigError(f"--path {args.path!r} is a URL path: it starts with '/' (e.g. /mcp)")
     if not 0 < args.port < 65536:
@@ -85,15 +95,52 @@ def run(args: argparse.Namespace) -> int:
         server = create_server(store, agent=args.agent, bearer_token=token, idle_release=idle)
         who = f"as agent {args.agent!r}" if args.agent else "for no agent (reads and outside writes)"
         if http:
-            where = "" if _is_loopback(args.host) else " (NOT loopback: reachable from the network)"
+            _check_bind(args.host, args.port)
+            loopback = _is_loopback(args.host)
+            where = "" if loopback else " (NOT loopback: reachable from the network)"
             print(f"voicestate-mcp: serving {store!r} {who} at {url}{where}, bearer token required", file=sys.stderr)
-            server.run("streamable-http", host=args.host, port=args.port, streamable_http_path=args.path)
+            server.run(
+                "streamable-http",
+                host=args.host,
+                port=args.port,
+                streamable_http_path=args.path,
+                transport_security=_rebinding_guard(args.host, args.port) if loopback else None,
+            )
         else:
             print(f"voicestate-mcp: serving {store!r} {who} over stdio", file=sys.stderr)
             server.run("stdio")
     finally:
         store.close()
     return 0
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Fail early, saying what to do, if the address cannot be bound (uvicorn would only log it)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise vs.ConfigError(f"--host {host!r}: {exc.strerror or exc}; pass an address of this machine") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise vs.ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port (or --host)"
+            ) from None
+
+
+def _rebinding_guard(host: str, port: int) -> TransportSecuritySettings:
+    """DNS-rebinding protection for any loopback address (the SDK guards only three names)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    names = {_host_in_url(host), "127.0.0.1", "localhost", "[::1]"}
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted(f"{n}:{port}" for n in names) + sorted(f"{n}:*" for n in names),
+        allowed_origins=sorted(f"http://{n}:*" for n in names),
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -70,16 +70,17 @@ class Desk:
         self._held: dict[str, vs.Session] = {}
         self._used: dict[str, float] = {}
 
-    def held(self, call_id: str) -> vs.Session | None:
+    def held(self, call_id: str, *, touch: bool = True) -> vs.Session | None:
         """The live owner session of ``call_id``, if this server holds one (a fenced one is let go:
-        its lease renewal stopped when it learnt it was fenced)."""
+        its lease renewal stopped when it learnt it was fenced). ``touch``: this is the agent's
+        use of the call (a tool call), which keeps it from being let go as idle."""
         session = self._held.get(call_id)
         if session is not None and session.fenced:
             del self._held[call_id]
             self._used.pop(call_id, None)
             log.info("let go of call %r: fenced (another agent owns it now)", call_id)
             return None
-        if session is not None:
+        if session is not None and touch:
             self._used[call_id] = time.monotonic()
         return session
 
@@ -97,18 +98,23 @@ class Desk:
 
     async def keep(self, session: vs.Session) -> None:
         old = self._held.get(session.call_id)
-        if old is not None and old is not session:
-            await self.release(session.call_id)  # fenced by the new one already
-        self._held[session.call_id] = session
+        self._held[session.call_id] = session  # before any await: the new one is the one held
         self._used[session.call_id] = time.monotonic()
+        if old is not None and old is not session:
+            await old.__aexit__(None, None, None)  # fenced by the new one already
 
-    async def release(self, call_id: str) -> vs.Session | None:
-        """Let the session go: flush what it recorded and stop renewing its lease."""
-        session = self._held.pop(call_id, None)
+    async def release(self, call_id: str, session: vs.Session | None = None) -> vs.Session | None:
+        """Let the session go (``session``: only if it is still the one held): flush what it
+        recorded and stop renewing its lease."""
+        held = self._held.get(call_id)
+        if held is None or (session is not None and held is not session):
+            if session is not None:
+                await session.__aexit__(None, None, None)  # a deposed one, replaced meanwhile
+            return None
+        del self._held[call_id]
         self._used.pop(call_id, None)
-        if session is not None:
-            await session.__aexit__(None, None, None)
-        return session
+        await held.__aexit__(None, None, None)
+        return held
 
     async def reap(self) -> None:
         """Let go of sessions no tool call touched for ``idle`` seconds (runs until cancelled)."""
@@ -125,10 +131,10 @@ class Desk:
                     except Exception:  # one call's failure must not stop the others' release
                         log.exception("releasing idle call %r", call_id)
 
-    async def state(self, call_id: str) -> tuple[vs.CallState, bool]:
+    async def state(self, call_id: str, *, touch: bool = True) -> tuple[vs.CallState, bool]:
         """The call's current state, and whether this server still holds it as the owner (a
         session that a takeover or a redeemed handoff deposed is let go here)."""
-        session = self.held(call_id)
+        session = self.held(call_id, touch=touch)
         if session is not None:
             try:
                 state = await session.arefresh()
@@ -136,7 +142,7 @@ class Desk:
                     return state, True
             except vs.FencedError:
                 pass
-            await self.release(call_id)
+            await self.release(call_id, session)
         return await self.store.aload(call_id), False
 
     async def outside(self, call_id: str, event: Callable[[str | None], vs.Event]) -> int:
@@ -150,13 +156,13 @@ class Desk:
                 await self.after(session)
                 return seq
             except vs.FencedError:
-                await self.release(call_id)  # deposed: the write is still anyone's to make
+                await self.release(call_id, session)  # deposed: the write is still anyone's to make
         return await self.store.aappend(call_id, event(self.agent))
 
     async def after(self, session: vs.Session) -> None:
         """After an owner write: a fenced or ended session is let go."""
-        if (session.fenced or session.state.status == "ended") and self._held.get(session.call_id) is session:
-            await self.release(session.call_id)
+        if session.fenced or session.state.status == "ended":
+            await self.release(session.call_id, session)
 
     async def close(self) -> None:
         """Flush and let go of every session (the server is stopping)."""

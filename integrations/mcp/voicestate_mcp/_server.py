@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -73,9 +74,11 @@ def create_server(
     let go of a call no tool call touched for this many seconds (None: never), so that an
     agent that went away does not keep the call's lease alive.
     """
-    if agent is not None and (not isinstance(agent, str) or not agent or len(agent) > 64):
-        raise vs.ConfigError(f"agent is an agent name (1 to 64 characters), not {agent!r:.60}")
-    if idle_release is not None and not (isinstance(idle_release, (int, float)) and idle_release > 0):
+    if agent is not None and (not isinstance(agent, str) or not 1 <= len(agent) <= 128 or not agent.isprintable()):
+        raise vs.ConfigError(f"agent {agent!r:.60}: an agent name is 1 to 128 printable characters")
+    if idle_release is not None and not (
+        isinstance(idle_release, (int, float)) and 0 < idle_release < math.inf and not isinstance(idle_release, bool)
+    ):
         raise vs.ConfigError(f"idle_release is seconds (> 0) or None, not {idle_release!r:.40}")
     desk = Desk(store, agent, idle_release)
     bus = InMemorySubscriptionBus()
@@ -308,10 +311,10 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
         if session is not None:
             try:
                 seq = await session.aend(reason)
-                await desk.release(call_id)
+                await desk.release(call_id, session)
                 return await written(call_id, seq)
             except vs.FencedError:
-                await desk.release(call_id)  # deposed: ending is still anyone's to do
+                await desk.release(call_id, session)  # deposed: ending is still anyone's to do
         state = await store.aload(call_id)
         if state.status == "ended":
             events = await store.aevents(call_id)
@@ -499,8 +502,11 @@ def _resources(server: MCPServer[Any], desk: Desk) -> None:
         mime_type="application/json",
     )
     async def call(call_id: str) -> str:
-        state = await state_of(call_id)
-        return call_view(state, desk.agent, 20, desk.held(call_id) is not None).model_dump_json()
+        try:  # a reader's look is not the agent's use: it does not keep an idle call held
+            state, held = await desk.state(call_id, touch=False)
+        except vs.VoiceStateError as exc:
+            raise ResourceNotFoundError(explain(exc)) from None
+        return call_view(state, desk.agent, 20, held).model_dump_json()
 
     @server.resource(
         "voicestate://calls/{call_id}/context",

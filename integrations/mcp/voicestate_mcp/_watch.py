@@ -19,10 +19,11 @@ import voicestate as vs
 log = logging.getLogger("voicestate_mcp")
 
 CALLS_URI = "voicestate://calls"
-_CALL_URI = re.compile(r"^voicestate://calls/([^/]+)(/context|/timeline)?$")
+_CALL_URI = re.compile(r"^voicestate://calls/([^/?#]+)(/context|/timeline)?$")
 LIST_POLL = 1.0  # seconds between two reads of the call list while someone follows voicestate://calls
 ENDED_POLL = 1.0  # seconds between two reads of an ended call (notes and late results still arrive)
 ABSENT_POLL = (0.05, 1.0)  # backoff between two looks for a call that does not exist yet
+RETRY = (0.1, 5.0)  # backoff while the store is unreachable
 
 
 def call_uris(call_id: str) -> list[str]:
@@ -81,23 +82,40 @@ class Follower:
 
     async def _call(self, call_id: str) -> None:
         """Follow one call: wait for it to exist, watch it as it is stored, and after its end read
-        it now and then (notes and late tool results are still accepted); stop if it is deleted."""
-        try:
-            seq = await self._await_call(call_id)
-            async for ev in self.store.awatch(call_id, after=seq):
-                seq = ev.seq or seq
-                listed = isinstance(ev, (vs.OwnerChanged, vs.HandedOff, vs.HandoffCancelled, vs.CallEnded))
-                await self._publish(call_id, listed)
-            while True:  # ended (or gone: CallNotFound ends it)
-                await asyncio.sleep(ENDED_POLL)
-                late = await self.store.aevents(call_id, after=seq)
-                if late:
-                    seq = late[-1].seq or seq
-                    await self._publish(call_id, False)
-        except vs.CallNotFound:
-            await self._publish(call_id, True)  # deleted or expired: readers find it gone
-        except vs.VoiceStateError as exc:  # a malformed id, a store down: honoured, never fires
-            log.warning("not watching call %r: %s", call_id, exc)
+        it now and then (notes and late tool results are still accepted); stop if it is deleted.
+        While the store is unreachable, try again with backoff (an update then says "refetch")."""
+        seq: int | None = None
+        delay = RETRY[0]
+        while True:
+            try:
+                if seq is None:
+                    seq = await self._await_call(call_id)
+                await self._follow(call_id, seq)
+                return
+            except vs.CallNotFound:
+                await self._publish(call_id, True)  # deleted or expired: readers find it gone
+                return
+            except vs.BackendUnavailable as exc:
+                log.warning("watching call %r: %s; trying again in %.1f s", call_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY[1])
+                seq = None  # read it afresh, and say it may have changed meanwhile
+                await self._publish(call_id, False)
+            except vs.VoiceStateError as exc:  # a malformed id: honoured, never fires
+                log.warning("not watching call %r: %s", call_id, exc)
+                return
+
+    async def _follow(self, call_id: str, seq: int) -> None:
+        async for ev in self.store.awatch(call_id, after=seq):
+            seq = ev.seq or seq
+            listed = isinstance(ev, (vs.OwnerChanged, vs.HandedOff, vs.HandoffCancelled, vs.CallEnded))
+            await self._publish(call_id, listed)
+        while True:  # ended (or gone: CallNotFound ends it)
+            await asyncio.sleep(ENDED_POLL)
+            late = await self.store.aevents(call_id, after=seq)
+            if late:
+                seq = late[-1].seq or seq
+                await self._publish(call_id, False)
 
     async def _await_call(self, call_id: str) -> int:
         """The call's seq, once it exists (a client may subscribe before the call starts: its
