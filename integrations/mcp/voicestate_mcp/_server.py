@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import time
@@ -291,7 +292,7 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
                 call_id=call_id, tool_call_id=tool_call_id, seq=tool.seq, status=tool.status, accepted=False
             )
         # One event id per tool call: deliveries racing each other store one event, not several.
-        eid = f"mcp-result-{tool_call_id}"[:128]
+        eid = "mcp-result-" + hashlib.sha256(tool_call_id.encode()).hexdigest()[:32]
         seq = await desk.outside(
             call_id, lambda agent: vs.ToolReturned(tool_call_id, result=result, error=error, agent=agent, id=eid)
         )
