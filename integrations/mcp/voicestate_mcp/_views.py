@@ -81,15 +81,16 @@ class NotJSON(Exception):
 
 def context_view(state: vs.CallState, fmt: str, policy: vs.ContextPolicy, agent: str | None) -> ContextView:
     rendered = state.context(fmt, policy, agent=agent)
+    if not isinstance(rendered, (list, dict)):
+        raise NotJSON(fmt)
     try:
         # The client gets JSON: a format that renders a framework's objects cannot cross.
-        data = json.loads(json.dumps(rendered))
+        json.dumps(rendered)
     except (TypeError, ValueError):
         raise NotJSON(fmt) from None
-    if not isinstance(data, (list, dict)):
-        raise NotJSON(fmt)
-    return ContextView(
-        call_id=state.call_id, seq=state.seq, format=fmt, agent=agent or policy.agent or state.owner, context=data
+    # Checked as JSON just now: not validated again item by item (a long call's context is big).
+    return ContextView.model_construct(
+        call_id=state.call_id, seq=state.seq, format=fmt, agent=agent or policy.agent or state.owner, context=rendered
     )
 
 
