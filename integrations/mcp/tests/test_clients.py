@@ -57,14 +57,22 @@ async def test_openai_agents_over_stdio_and_streamable_http(store: vs.Store, url
         assert len(await stdio.list_tools()) == TOOLS
         brief = await stdio.call_tool("redeem_handoff", {"packet": packet.to_token()})
         assert brief.structured_content is not None and brief.structured_content["epoch"] == 2
+        context = await stdio.call_tool("get_context", {"call_id": "call-1"})
+        assert context.structured_content is not None
+        text = json.dumps(context.structured_content["context"])
+        assert HEARD in text and UNHEARD not in text
         said = await stdio.call_tool("record_turn", {"call_id": "call-1", "speaker": "agent", "text": "On it."})
         assert not said.is_error
+        wrong = await stdio.call_tool("get_call", {"call_id": "nope"})
+        assert wrong.is_error and "Next: list the calls" in wrong.content[0].text  # type: ignore[union-attr]
     assert store.load("call-1").turns[-1].text == "On it."
 
     with http_server(url) as endpoint:
         remote = MCPServerStreamableHttp(params={"url": endpoint, "headers": BEARER}, name="voicestate")
         async with remote:
             assert len(await remote.list_tools()) == 8  # no --agent: reading and outside writes only
+            refused = await remote.call_tool("set_slots", {"call_id": "call-1", "values": {"a": 1}})
+            assert refused.is_error  # no such tool on a server with no agent
             check = await remote.call_tool("verify_packet", {"packet": packet.to_token()})
             assert check.structured_content is not None
             assert (check.structured_content["verdict"], check.structured_content["redeemed_by"]) == (

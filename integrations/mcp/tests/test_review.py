@@ -139,9 +139,11 @@ async def test_racing_results_store_one_event(store: vs.Store) -> None:
 async def test_record_tool_call_returns_its_id_and_takeover_refuses_a_packet(store: vs.Store) -> None:
     packet = triage_call(store)
     async with Client(create_server(store, agent="billing")) as c:
+        before = store.events("call-1")
         assert "redeem_handoff" in error(
             await c.call_tool("take_over_call", {"call_id": packet.to_token(), "force": True})
         )
+        assert store.events("call-1") == before
         result(await c.call_tool("redeem_handoff", {"packet": packet.to_token()}))
         tool = result(await c.call_tool("record_tool_call", {"call_id": "call-1", "name": "refund"}))
         done = result(

@@ -204,7 +204,7 @@ def _reading_tools(server: MCPServer[Any], desk: Desk) -> None:
         if for_agent is not None and desk.agent is not None and for_agent != desk.agent:
             raise ToolError(
                 f"this server acts as {desk.agent!r} and renders contexts for it only "
-                "(another agent's context holds its private facts). Next: drop for_agent."
+                "(another agent's context holds its system prompt). Next: drop for_agent."
             )
         state, _ = await desk.state(call_id)
         policy = vs.ContextPolicy(
