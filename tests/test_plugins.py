@@ -344,3 +344,22 @@ def test_registering_a_plugin_twice_is_a_config_error(plugin: Callable[[object],
     obj = plugin(Plugin())
     with pytest.raises(vs.ConfigError, match="cannot register"):
         vsp.register_plugin(obj)
+
+
+def test_timeline_helpers_describe_events_as_the_cli_does():
+    """vsp.describe_event and vsp.timeline_lines: what `voicestate inspect` prints, for members."""
+    import voicestate.plugins as vsp
+
+    store = vs.open_store("memory://", signing_keys="k1:timeline-test-secret-0123")
+    with store.open("c", agent="triage") as s:
+        s.record(vs.UserSpoke("hello"))
+        turn = s.record(vs.AgentSpoke("Let me check that for you"))
+        s.record(vs.Interrupted(turn=turn, heard="Let me check", heard_ms=500))
+    events, state = store.events("c"), store.load("c")
+    assert vsp.describe_event(events[1], state) == ("caller", "says", ['"hello"'])
+    who, what, lines = vsp.describe_event(events[2], state)
+    assert (who, what) == ("triage", "says") and lines[1] == 'caller heard only "Let me check" (0.50 s)'
+    text = vsp.timeline_lines(events, state)
+    assert text[0].split() == ["seq", "t", "(s)", "who", "what", "detail"]
+    assert len(text) == 1 + len(events) + 1  # a header, one line per event, the heard part under its turn
+    assert "barges in" in text[-1] and "cuts turn 3 at 500 ms" in text[-1]

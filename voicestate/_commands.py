@@ -17,7 +17,7 @@ import attrs
 from ._calls import CallInfo
 from ._convert import event_to_dict, make_converter
 from ._demo import run_demo as demo_main
-from ._errors import CallNotFound, ConfigError, PacketError, VoiceStateError
+from ._errors import CallNotFound, ConfigError, PacketError
 from ._events import Event
 from ._keys import ENV_VAR, parse_keys
 from ._open import open_store
@@ -25,7 +25,7 @@ from ._output import Printer
 from ._packet import DEFAULT_SKEW, HandoffPacket, TokenClaims, decode_token, peek
 from ._tiers import describe as describe_tiers
 from ._timeline import timeline_rows
-from ._verify import PacketCheck, judge
+from ._verify import PacketCheck, detail, judge, utc
 
 
 def register_all(register: Callable[..., None]) -> None:
@@ -347,7 +347,7 @@ def run_packet(args: argparse.Namespace) -> int:
         p.say(f"verdict: INVALID (malformed): {exc}", "bad")
         return INVALID
     except PacketError as exc:
-        p.say(f"verdict: INVALID ({exc.reason}): {_detail(exc)}", "bad")
+        p.say(f"verdict: INVALID ({exc.reason}): {detail(exc)}", "bad")
         return INVALID
     if args.action == "show":
         _show(p, decoded)
@@ -380,7 +380,7 @@ def run_packet(args: argparse.Namespace) -> int:
             return _verdict_from_store(p, url, decoded, args.agent)
     except (PacketError, CallNotFound) as exc:  # verdicts; other errors (the store's) are one-line errors
         reason = exc.reason if isinstance(exc, PacketError) else type(exc).__name__
-        p.say(f"verdict: INVALID ({reason}): {_detail(exc)}", "bad")
+        p.say(f"verdict: INVALID ({reason}): {detail(exc)}", "bad")
         return INVALID
     left = decoded.expires_at - time.time()
     if left < -DEFAULT_SKEW:
@@ -395,13 +395,6 @@ def run_packet(args: argparse.Namespace) -> int:
     return VALID
 
 
-def _detail(exc: VoiceStateError) -> str:
-    text = str(exc)
-    if isinstance(exc, PacketError) and text.startswith(exc.reason + ": "):
-        return text[len(exc.reason) + 2 :]
-    return text
-
-
 def _show(p: Printer, decoded: HandoffPacket | TokenClaims) -> None:
     if isinstance(decoded, TokenClaims):
         p.say("vs1 token (the rest of the packet is in the store)", "title")
@@ -409,7 +402,7 @@ def _show(p: Printer, decoded: HandoffPacket | TokenClaims) -> None:
             ("call", decoded.call_id),
             ("packet", decoded.packet_id),
             ("key id", decoded.key_id),
-            ("expires", _utc(decoded.expires_at)),
+            ("expires", utc(decoded.expires_at)),
         ]
     else:
         p.say(f"handoff packet v{decoded.version}", "title")
@@ -418,8 +411,8 @@ def _show(p: Printer, decoded: HandoffPacket | TokenClaims) -> None:
             ("handoff", f"{decoded.kind}: {decoded.from_agent} -> {decoded.to_agent}"),
             ("reason", decoded.reason or "-"),
             ("covers", f"seq {decoded.seq}, epoch {decoded.epoch}, chain {decoded.chain.hex()}"),
-            ("issued", _utc(decoded.issued_at)),
-            ("expires", _utc(decoded.expires_at)),
+            ("issued", utc(decoded.issued_at)),
+            ("expires", utc(decoded.expires_at)),
             ("key id", decoded.key_id),
             ("inline", "no" if decoded.events is None else f"{len(decoded.events)} events"),
             ("packet", decoded.packet_id),
@@ -432,10 +425,6 @@ def _show(p: Printer, decoded: HandoffPacket | TokenClaims) -> None:
         p.say("  summary:")
         for line in decoded.summary.splitlines():
             p.say(f"    {line}", "dim")
-
-
-def _utc(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
 def _verdict_from_store(p: Printer, url: str, decoded: HandoffPacket | TokenClaims, agent: str | None) -> int:

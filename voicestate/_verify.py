@@ -51,15 +51,19 @@ class PacketCheck:
         return self.verdict == "valid"
 
 
-def invalid(exc: PacketError | Exception, decoded: HandoffPacket | TokenClaims | None = None) -> PacketCheck:
-    reason = exc.reason if isinstance(exc, PacketError) else "call_not_found"
+def detail(exc: Exception) -> str:
+    """An error's message without the ``reason: `` a PacketError's message starts with."""
     text = str(exc)
     if isinstance(exc, PacketError) and text.startswith(exc.reason + ": "):
-        text = text[len(exc.reason) + 2 :]
+        return text[len(exc.reason) + 2 :]
+    return text
+
+
+def invalid(exc: PacketError | Exception, decoded: HandoffPacket | TokenClaims | None = None) -> PacketCheck:
     return PacketCheck(
         verdict="invalid",
-        reason=reason,
-        detail=text,
+        reason=exc.reason if isinstance(exc, PacketError) else "call_not_found",
+        detail=detail(exc),
         call_id=decoded.call_id if decoded is not None else None,
         packet_id=decoded.packet_id if decoded is not None else None,
         key_id=decoded.key_id if decoded is not None else None,
@@ -78,7 +82,7 @@ def _now_owner(events: Sequence[Event]) -> tuple[str | None, int]:
     return owner, epoch
 
 
-def _utc(at: float) -> str:
+def utc(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
@@ -136,7 +140,7 @@ def judge(
     for ev in events:
         if (ev.seq or 0) <= (offered.seq or 0):
             continue
-        at = f"seq {ev.seq}, {_utc(ev.at)}"
+        at = f"seq {ev.seq}, {utc(ev.at)}"
         if isinstance(ev, OwnerChanged) and ev.packet_id == pid:
             return attrs.evolve(
                 base,

@@ -25,6 +25,7 @@ from ._plugins import (
 )
 from ._public import publish
 from ._timeline import describe as describe_event
+from ._timeline import timeline as timeline_lines
 from ._twins import Call, Flow, arun_flow, run_flow, twin
 from .hookspecs import hookimpl
 
@@ -53,6 +54,7 @@ __all__ = [
     "parse_keys",
     "arun_flow",
     "run_flow",
+    "timeline_lines",
     "twin",
     "register_backend",
     "register_event_type",

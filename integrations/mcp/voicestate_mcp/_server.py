@@ -328,13 +328,16 @@ def _outside_tools(server: MCPServer[Any], desk: Desk) -> None:
 def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
     store = desk.store
 
+    def written(session: vs.Session, seq: int) -> Written:
+        return Written(call_id=session.call_id, seq=seq, status=session.state.status, owner=session.state.owner)
+
     async def owner_write(call_id: str, *events: vs.Event) -> Written:
         session = desk.need(call_id)
         try:
             seq = await session.arecord(*events)
         finally:
             await desk.after(session)
-        return Written(call_id=call_id, seq=seq, status=session.state.status, owner=session.state.owner)
+        return written(session, seq)
 
     @server.tool(
         description=f"Take a call handed to {agent!r}: redeem its handoff with the packet's JSON or its vs1. "
@@ -460,7 +463,7 @@ def _agent_tools(server: MCPServer[Any], desk: Desk, agent: str) -> None:
             await session.acancel_handoff()
         finally:
             await desk.after(session)
-        return Written(call_id=call_id, seq=session.state.seq, status=session.state.status, owner=session.state.owner)
+        return written(session, session.state.seq)
 
     @server.tool(
         description="Stop acting in a call: flush what was recorded and stop renewing its lease. The call "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
+
 import voicestate as vs
 import voicestate.plugins as vsp
 
@@ -97,26 +99,19 @@ def context_view(state: vs.CallState, fmt: str, policy: vs.ContextPolicy, agent:
 PRIVATE = "(private)"
 
 
-def _private(ev: vs.Event, agent: str | None) -> bool:
-    """A fact private to another agent than ``agent``: its values never leave the store."""
-    return isinstance(ev, vs.SlotsSet) and ev.scope != "call" and ev.scope != f"agent:{agent}"
-
-
-def _describe(ev: vs.Event, state: vs.CallState, agent: str | None) -> tuple[str, str, list[str]]:
-    if _private(ev, agent):
-        assert isinstance(ev, vs.SlotsSet)
-        ev = vs.SlotsSet(dict.fromkeys(ev.values, PRIVATE), scope=ev.scope, agent=ev.agent)
-    return vsp.describe_event(ev, state)
+def _redacted(ev: vs.Event, agent: str | None) -> vs.Event:
+    """``ev``, but a fact private to another agent than ``agent`` shows its keys, not its values."""
+    if isinstance(ev, vs.SlotsSet) and ev.scope not in ("call", f"agent:{agent}"):
+        return attrs.evolve(ev, values=dict.fromkeys(ev.values, PRIVATE))
+    return ev
 
 
 def timeline(call_id: str, events: list[vs.Event], state: vs.CallState, limit: int, agent: str | None) -> Timeline:
     """The events as entries; another agent's private facts show their keys, not their values."""
     entries = []
-    for ev in events[:limit]:
-        who, what, detail = _describe(ev, state, agent)
+    for ev in (_redacted(e, agent) for e in events[:limit]):
+        who, what, detail = vsp.describe_event(ev, state)
         data = vsp.event_to_dict(ev)
-        if _private(ev, agent):
-            data["values"] = dict.fromkeys(data["values"], PRIVATE)
         entries.append(
             TimelineEntry(
                 seq=ev.seq or 0,
@@ -134,18 +129,9 @@ def timeline(call_id: str, events: list[vs.Event], state: vs.CallState, limit: i
 
 
 def timeline_text(events: list[vs.Event], state: vs.CallState, agent: str | None) -> str:
-    """The timeline as the CLI prints it: seq, seconds since the start, who, what, detail
-    (another agent's private facts by their keys only)."""
-    if not events:
-        return ""
-    t0 = events[0].at
-    lines = []
-    for ev in events:
-        who, what, detail = _describe(ev, state, agent)
-        first, *rest = detail or [""]
-        lines.append(f"{ev.seq or 0:>4}  {ev.at - t0:>7.3f}  {who:<9.9} {what:<12} {first}")
-        lines.extend(" " * 36 + line for line in rest)
-    return "\n".join(lines) + "\n"
+    """The timeline as the CLI prints it (another agent's private facts by their keys only)."""
+    lines = vsp.timeline_lines([_redacted(e, agent) for e in events], state)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _jsonable(value: Any) -> Any:
