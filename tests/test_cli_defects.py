@@ -180,6 +180,7 @@ def test_each_fate_of_a_handoff_has_its_verdict(calls: Calls) -> None:
     assert got["pending"].returncode == 0, got["pending"]
     assert re.fullmatch(r"verdict: VALID: signed with key 'k1', expires in \d+ s", _verdict(got["pending"]))
     assert "pending, redeemable by 'billing' (offered by 'triage' at seq 3)" in got["pending"].stdout
+    assert "  now " not in got["pending"].stdout  # as docs/cli.md shows it: the store line, the verdict
     expect = {
         "replaced": "verdict: REPLACED: genuine (signed with key 'k1'), but a later handoff to 'dana' replaced it",
         "cancelled": "verdict: CANCELLED: genuine (signed with key 'k1'), but 'triage' withdrew it; ask for a new",

@@ -96,6 +96,36 @@ def test_changes_that_are_not_json_are_refused_when_recorded() -> None:
     assert len(store.events("c")) == 1
 
 
+def test_a_folding_event_that_does_not_keep_the_contract_is_refused_when_recorded() -> None:
+    @attrs.frozen
+    class Nameless(vs.Event):  # STATE must name a namespace
+        TYPE: ClassVar[str] = "acme.Nameless"
+        STATE: ClassVar[str | None] = ""
+
+    @attrs.frozen
+    class Raises(vs.Event):
+        TYPE: ClassVar[str] = "acme.Raises"
+        STATE: ClassVar[str | None] = "acme"
+
+        def changes(self) -> Mapping[str, Any]:
+            raise KeyError("oops")
+
+    @attrs.frozen
+    class Listed(vs.Event):
+        TYPE: ClassVar[str] = "acme.Listed"
+        STATE: ClassVar[str | None] = "acme"
+
+        def changes(self) -> Mapping[str, Any]:
+            return [("k", 1)]  # type: ignore[return-value]
+
+    store = vs.open_store("memory://", signing_keys=KEYS)
+    s = store.open("c", agent="triage")
+    for bad, said in ((Nameless(), "non-empty str"), (Raises(), "raised KeyError"), (Listed(), "returns a mapping")):
+        with pytest.raises(vs.InvalidEvent, match=said):
+            s.record(bad)
+    assert len(store.events("c")) == 1 and dict(s.state.plugin_state) == {}
+
+
 def test_a_fold_with_events_it_cannot_read_writes_no_snapshot(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     store = vs.open_store(url, signing_keys=KEYS, snapshot_every=2)
@@ -144,3 +174,42 @@ def test_sync_writes_from_several_threads_go_one_at_a_time() -> None:
     assert errors == []
     assert len(store.load("c").plugin_state["acme"]) == 400
     assert [e.seq for e in store.events("c")] == list(range(1, 402))
+
+
+def test_reading_the_state_while_another_thread_records() -> None:
+    """session.state settles what record() left unsettled: under the same lock, never halfway."""
+    import sys
+    import threading
+
+    store = vs.open_store("memory://", signing_keys=KEYS)
+    s = store.open("c", agent="app")
+    errors: list[BaseException] = []
+    writing = True
+
+    def write() -> None:
+        try:
+            for i in range(5000):
+                s.record(vs.AgentSpoke(f"turn {i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            while writing:
+                s.state  # noqa: B018 - the read is the point
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer, reader = threading.Thread(target=write), threading.Thread(target=read)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, so a race shows
+    try:
+        reader.start()
+        writer.start()
+        writer.join()
+        writing = False
+        reader.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == []
+    assert store.load("c").seq == 5001

@@ -439,7 +439,7 @@ def _verdict_from_store(p: Printer, url: str, decoded: HandoffPacket | TokenClai
     check = judge(decoded, events, agent, url)
     good = check.verdict in ("valid", "redeemed")
     p.say(f"  store    {check.history}", "ok" if good else "warn")
-    if check.verdict != "ended":
+    if check.verdict not in ("valid", "ended"):  # pending: the store line says who holds it
         _now(p, check, events)
     p.say(f"verdict: {check.verdict.upper()}: {check.detail}", "ok" if good else "warn")
     return VALID if check.redeemable else SPENT

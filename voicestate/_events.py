@@ -343,9 +343,6 @@ CORE_TYPES: tuple[type[Event], ...] = (
     CallEnded,
 )
 
-NON_OWNER_TYPES: tuple[type[Event], ...] = (Note, ToolReturned, ToolCancelled, CallEnded)
-"""The core's events anyone may append with ``store.append`` (``OUTSIDE``; plugins may add theirs)."""
-
 RESERVED_TYPES: tuple[type[Event], ...] = (CallStarted, OwnerChanged, HandedOff, HandoffCancelled)
 """Events only the store and session write themselves (via open, handoff, resume)."""
 

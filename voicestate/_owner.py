@@ -61,7 +61,9 @@ class OwnerLog:
         self._error: BaseException | None = None
         self._busy = False
         self._alock: asyncio.Lock | None = None
-        self._sync_lock = threading.Lock()  # sync calls from several threads, one at a time
+        # sync calls from several threads, one at a time; reentrant: a hook run inline by record()
+        # may read session.state, which takes it too
+        self._sync_lock = threading.RLock()
         self._drainer: asyncio.Task[None] | None = None
         # the inline fast path: a lone in-process tier
         tiers = self._tiers

@@ -47,9 +47,10 @@ class Session(OwnerLog):
     @property
     def state(self) -> CallState:
         """The call as this session knows it (queued ``record_nowait`` events included)."""
-        if self._unsettled:
-            self._settle()
-        return self._folder.snapshot()
+        with self._sync_lock:  # settling rewrites what a record() in another thread is changing
+            if self._unsettled:
+                self._settle()
+            return self._folder.snapshot()
 
     @property
     def seq(self) -> int:

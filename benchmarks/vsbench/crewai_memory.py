@@ -35,7 +35,7 @@ from typing import Any
 
 import voicestate as vs
 
-from .common import KEYS, Figure, fresh, percentiles_us
+from .common import KEYS, Figure, fresh, timed_figure, unmeasured
 
 SIZES = (100, 10_000)
 DIM = 384
@@ -107,11 +107,7 @@ def _interleaved(arms: list[tuple[str, Any]], rounds: int, op: Callable[[Any, in
 def run(tmp: Path, samples: int = 200) -> list[Figure]:
     why = _missing()
     if why is not None:
-        return [
-            Figure(
-                "CrewAI memory save and search", "100, 10,000 records", "us", None, None, verdict=f"not measured: {why}"
-            )
-        ]
+        return [unmeasured("CrewAI memory save and search", "100, 10,000 records", why)]
     figures: list[Figure] = []
     for n in SIZES:
         fresh()
@@ -135,24 +131,10 @@ def run(tmp: Path, samples: int = 200) -> list[Figure]:
         ]
         for label, op in ops:
             got = _interleaved(arms, samples, op)
-            floor_name = arms[0][0]
-            floor = percentiles_us(got[floor_name])
-            for name, _ in arms:
-                stats = percentiles_us(got[name])
-                figures.append(
-                    Figure(
-                        f"CrewAI memory {label}, {name}",
-                        f"{n:,} records",
-                        "us",
-                        stats["p50"],
-                        stats["p99"],
-                        floor["p50"],
-                        "LanceDBStorage, same records, same run",
-                        budget="none in DESIGN.md (against CrewAI's default backend)",
-                        note=f"{samples} samples",
-                        raw={"us": stats, "floor_us": floor},
-                    )
-                )
+            floor = got[arms[0][0]]
+            figures += [
+                _figure(f"CrewAI memory {label}, {name}", n, got[name], floor, f"{samples} samples") for name, _ in arms
+            ]
         figures += _cold(tmp, n, queries[0])
     return figures
 
@@ -179,24 +161,23 @@ def _cold(tmp: Path, n: int, query: list[float]) -> list[Figure]:
             storage.search(query, limit=10)
             runs.append(time.perf_counter_ns() - t0)
         timings[name] = runs
-    floor = percentiles_us(timings["LanceDBStorage (CrewAI's default)"])
+    floor = timings["LanceDBStorage (CrewAI's default)"]
+    note = "5 fresh storages; voicestate folds the whole log once, then reads only its tail"
     for name, runs in timings.items():
-        stats = percentiles_us(runs)
-        out.append(
-            Figure(
-                f"CrewAI memory first search of a fresh storage, {name}",
-                f"{n:,} records",
-                "us",
-                stats["p50"],
-                stats["p99"],
-                floor["p50"],
-                "LanceDBStorage, same records, same run",
-                budget="none in DESIGN.md (against CrewAI's default backend)",
-                note="5 fresh storages; voicestate folds the whole log once, then reads only its tail",
-                raw={"us": stats, "floor_us": floor},
-            )
-        )
+        out.append(_figure(f"CrewAI memory first search of a fresh storage, {name}", n, runs, floor, note))
     return out
+
+
+def _figure(name: str, n: int, samples: list[int], floor: list[int], note: str) -> Figure:
+    return timed_figure(
+        name,
+        f"{n:,} records",
+        samples,
+        floor,
+        floor="LanceDBStorage, same records, same run",
+        budget="none in DESIGN.md (against CrewAI's default backend)",
+        note=note,
+    )
 
 
 def main() -> int:

@@ -53,7 +53,7 @@ from typing import Any
 
 import voicestate as vs
 
-from .common import KEYS, Figure, fresh, percentiles_us
+from .common import KEYS, Figure, fresh, timed_figure, unmeasured
 
 SIZES = (20, 200, 1000)
 NATURAL_LIMIT = 200  # beyond this, LangGraph's savers are seeded, not grown (their storage is O(N²))
@@ -290,11 +290,7 @@ def _lockstep(arms: list[Arm], turns: list[Any], start: int, stop: int, key: int
 def run(tmp: Path, steps: int = 30) -> list[Figure]:
     why = _missing()
     if why is not None:
-        return [
-            Figure(
-                "LangGraph step and bytes per call", "20–1,000 turns", "us", None, None, verdict=f"not measured: {why}"
-            )
-        ]
+        return [unmeasured("LangGraph step and bytes per call", "20–1,000 turns", why)]
     fresh()
     turns = _turns(SIZES[-1] + steps)
     figures: list[Figure] = []
@@ -318,30 +314,21 @@ def run(tmp: Path, steps: int = 30) -> list[Figure]:
 
 def _figures(size: int, arms: list[Arm], raw_json: int, turns: int) -> list[Figure]:
     floor = next(a for a in arms if a.name == "InMemorySaver")
-    floor_stats = percentiles_us(floor.samples[size])
     out: list[Figure] = []
     for arm in arms:
-        stats = percentiles_us(arm.samples[size])
         is_ours = arm.name.startswith("VoiceStateSaver")
-        ratio = stats["p50"] / floor_stats["p50"]
-        verdict = "n/a"
-        if is_ours and size == SIZES[-1]:
-            verdict = "within goal" if ratio <= STEP_GOAL else "OVER GOAL"
-        out.append(
-            Figure(
-                f"LangGraph step, {arm.name}",
-                f"{size:,} turns",
-                "us",
-                stats["p50"],
-                stats["p99"],
-                floor_stats["p50"],
-                "InMemorySaver, same graph, same run",
-                budget=f"≤ {STEP_GOAL} × InMemorySaver at 1,000 turns" if is_ours else "none (a peer)",
-                verdict=verdict,
-                note=f"{len(arm.samples[size])} steps",
-                raw={"us": stats, "floor_us": floor_stats},
-            )
+        step = timed_figure(
+            f"LangGraph step, {arm.name}",
+            f"{size:,} turns",
+            arm.samples[size],
+            floor.samples[size],
+            floor="InMemorySaver, same graph, same run",
+            budget=f"≤ {STEP_GOAL} × InMemorySaver at 1,000 turns" if is_ours else "none (a peer)",
+            note=f"{len(arm.samples[size])} steps",
         )
+        if is_ours and size == SIZES[-1] and step.ratio is not None:
+            step.verdict = "within goal" if step.ratio <= STEP_GOAL else "OVER GOAL"
+        out.append(step)
         stored = arm.stored() if arm.turns == turns else None  # a seeded arm is not counted
         if stored:
             bratio = stored / raw_json

@@ -30,7 +30,7 @@ from typing import Any
 
 import voicestate as vs
 
-from .common import KEYS, Figure, build_call, fresh, percentiles_us
+from .common import KEYS, Figure, build_call, fresh, percentiles_us, timed_figure, unmeasured
 
 TURNS = 200
 TOKEN = "bench-bearer-token-0123456789abcdef"
@@ -165,7 +165,7 @@ async def _measure(url: str, endpoint: str, samples: int, handoffs: int) -> dict
 def run(tmp: Path, samples: int = 200, handoffs: int = 100) -> list[Figure]:
     why = _missing()
     if why is not None:
-        return [Figure("MCP tool calls", f"{TURNS} turns", "us", None, None, verdict=f"not measured: {why}")]
+        return [unmeasured("MCP tool calls", f"{TURNS} turns", why)]
     fresh()
     url = f"sqlite:///{tmp / 'mcp-bench.db'}"
     vs.open_store(url, signing_keys=KEYS).close()
@@ -176,23 +176,18 @@ def run(tmp: Path, samples: int = 200, handoffs: int = 100) -> list[Figure]:
         "context": f"get_context, {TURNS} turns",
         "handoff": f"redeem + hand off, {TURNS} turns",
     }
+    transport = "a tool call that reads no store (release_call) on this transport"
     for op, title in names.items():
-        floor = percentiles_us(got[op]["Python API"])
         for arm in ARMS:
-            stats = percentiles_us(got[op][arm])
             ping = percentiles_us(got["ping"][arm])["p50"] if arm != "Python API" else None
-            transport = "a tool call that reads no store (release_call) on this transport"
             figures.append(
-                Figure(
+                timed_figure(
                     f"MCP: {title}, {arm}",
                     f"{TURNS} turns",
-                    "us",
-                    stats["p50"],
-                    stats["p99"],
-                    floor["p50"],
-                    "the same operation through the Python API",
+                    got[op][arm],
+                    got[op]["Python API"],
+                    floor="the same operation through the Python API",
                     note=f"{transport}: p50 {ping:.0f} us" if ping is not None else "",
-                    raw={"us": stats, "floor_us": floor},
                 )
             )
     return figures

@@ -187,3 +187,28 @@ def test_two_storages_on_one_session_and_the_apps_own_writes_do_not_collide() ->
     assert errors == []
     assert crew.count() == 120
     assert len(store.load("call-1").turns) == 60
+
+
+def test_a_result_for_the_next_agent_and_the_async_twin() -> None:
+    import asyncio
+
+    from voicestate_crewai import arecord_result
+
+    store = vs.open_store("memory://", signing_keys="t:crewai-result-test-secret-0123")
+
+    class Output:  # a CrewOutput's shape: its text in .raw
+        raw = "  Refund approved for INV-3.  "
+
+    async def main() -> None:
+        async with store.aopen("c", agent="crew") as s:
+            await arecord_result(s, Output())
+            await arecord_result(s, "check the card on file", to="next agent")
+            with pytest.raises(vs.InvalidArgument, match="arecord_result"):
+                await arecord_result(s, "x", to="nobody")  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    with store.resume("c", agent="crew", takeover=True, force=True) as s:
+        record_result(s, "a note", to="next agent")
+    state = store.load("c")
+    assert [t.text for t in state.turns] == ["Refund approved for INV-3."]
+    assert [n.text for n in state.notes] == ["check the card on file", "a note"]

@@ -45,16 +45,16 @@ def render(state: vs.CallState, policy: vs.ContextPolicy) -> dict[str, str]:
     return {
         "call_id": state.call_id,
         "transcript": "\n".join(lines),
-        "facts": "\n".join(f"{k}: {_text(v)}" for k, v in sorted(state.slots.items())),
+        "facts": "\n".join(f"{k}: {text_of(v)}" for k, v in sorted(state.slots.items())),
         "pending_tools": "\n".join(
-            f"{t.name}({_text(dict(t.arguments))}) is still running" for t in state.pending_tools()
+            f"{t.name}({text_of(dict(t.arguments))}) is still running" for t in state.pending_tools()
         ),
         "handoff_reason": (handoff.reason or "") if handoff is not None else "",
         "summary": (handoff.summary or "") if handoff is not None else "",
     }
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
@@ -62,21 +62,20 @@ def record_result(session: vs.Session, result: Any, *, to: Literal["caller", "ne
     """Record a Crew's result (a ``CrewOutput``, a ``TaskOutput`` or text) in the call, as the
     session's agent: a turn the caller hears (``to="caller"``), or a note for the next agent.
     Returns the stored seq. Fenced like every owner write."""
-    text = _result_text(result)
-    if to == "caller":
-        return session.record(vs.AgentSpoke(text))
-    if to == "next agent":
-        return session.record(vs.Note(text))
-    raise vs.InvalidArgument(f"record_result(to=...) is 'caller' or 'next agent', not {to!r}")
+    return session.record(_result_event(result, to, "record_result"))
 
 
 async def arecord_result(session: vs.Session, result: Any, *, to: Literal["caller", "next agent"] = "caller") -> int:
+    return await session.arecord(_result_event(result, to, "arecord_result"))
+
+
+def _result_event(result: Any, to: str, fn: str) -> vs.Event:
     text = _result_text(result)
     if to == "caller":
-        return await session.arecord(vs.AgentSpoke(text))
+        return vs.AgentSpoke(text)
     if to == "next agent":
-        return await session.arecord(vs.Note(text))
-    raise vs.InvalidArgument(f"arecord_result(to=...) is 'caller' or 'next agent', not {to!r}")
+        return vs.Note(text)
+    raise vs.InvalidArgument(f"{fn}(to=...) is 'caller' or 'next agent', not {to!r}")
 
 
 def _result_text(result: Any) -> str:

@@ -29,6 +29,7 @@ import voicestate as vs
 from voicestate.plugins import Flow, arun_flow, run_flow, twin
 
 from ._events import Forgotten, Remembered, valid
+from ._format import text_of
 from ._records import Index, Record, from_json, to_json
 
 T = TypeVar("T")
@@ -69,7 +70,6 @@ class VoiceStateStorage:
         )
         self.agent = agent
         self._index = Index()
-        self._facts: dict[str, Record] = {}
         self._seq = 0
         self._last_id: str | None = None  # the id of the event at _seq
         self._lock = threading.RLock()
@@ -132,11 +132,10 @@ class VoiceStateStorage:
             if value is None:
                 gone.append(rid)
                 continue
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
             put.append(
                 {
                     "id": rid,
-                    "content": f"{key}: {text}",
+                    "content": f"{key}: {text_of(value)}",
                     "scope": scope,
                     "categories": ["fact"],
                     "metadata": {"key": key, "value": value},
@@ -184,6 +183,8 @@ class VoiceStateStorage:
     def _save(self, records: Sequence[MemoryRecord]) -> Flow[None]:
         # the call's facts are its slots: a Crew's update of one (consolidation) changes nothing
         own = [r for r in records if not _is_fact(r.id)]
+        if not own:
+            return
         index = yield from self._read()
         dims = {len(r.embedding) for r in own if r.embedding}
         with self._lock:

@@ -282,7 +282,8 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
                 if owner is None:
                     return next((s for s in th.each(None, ns) if s.id == cid), None)
                 return th.find(owner, ns, cid)
-            latest = next(th.each(owner, ns), None)
+            # the newest checkpoint (each() sorts them all: for one owner, latest() does not)
+            latest = th.latest(owner, ns) if owner is not None else next(th.each(None, ns), None)
             if latest is None and self._starts_from_call(th, ns):
                 return self._start(th, session)
             return latest
@@ -466,21 +467,23 @@ class VoiceStateSaver(BaseCheckpointSaver[int]):
         session = self._bound(thread_id)
         th = self._thread(thread_id) if session is not None else (yield from self._known(thread_id))
         owner = session.agent if session is not None else ""
-        batches = [(task_id, task_path, list(writes))]
+        batch = list(writes)
+        batches = [(task_id, task_path, batch)]
         if session is not None and ns == "":
+            is_special = any(channel in WRITES_IDX_MAP for channel, _ in batch)  # an error, an interrupt
             with self._lock:
                 key = (owner, ns, cid)
                 special = key in th.special or th.has_special(*key)
-                if any(channel in WRITES_IDX_MAP for channel, _ in writes):
+                if is_special:
                     th.special.add(key)  # decided here, under the lock: a sibling's write now knows
-                if any(channel == self.messages_key for channel, _ in writes) and not special:
+                if any(channel == self.messages_key for channel, _ in batch) and not special:
                     # A task that wrote the conversation: its messages are recorded with the next
                     # checkpoint, in the order the graph applied them, and not stored twice. Until the
                     # step ends they are held here; if a task of the step is interrupted or fails (the
                     # step then ends without a checkpoint and resumes from these writes) they are
                     # stored. After a crash in between, the task runs again.
                     th.withheld.setdefault(key, []).append(batches.pop())
-                elif any(channel in WRITES_IDX_MAP for channel, _ in writes):
+                elif is_special:
                     batches += th.withheld.pop(key, [])
         events = self._write_events(th, owner, ns, cid, batches)
         if events:
